@@ -1,0 +1,62 @@
+"""The code-generation interface: a task in, a training script and an app out."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class TaskType(enum.StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    dtype: str  # pandas dtype as text
+    kind: str  # "number" | "category" | "date" | "id" | "text" | "bool"
+    missing: int
+    unique: int
+    examples: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a generator may know about the job. Written to the sandbox as task.json."""
+
+    name: str
+    goal: str
+    task: TaskType
+    target: str  # the exact column name in data.csv
+    data_file: str  # file name in the sandbox working directory, "data.csv"
+    columns: list[ColumnInfo]
+    n_rows: int
+    sample_rows: list[dict[str, Any]]  # a handful of rows, never the whole data set
+    classes: list[Any] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["task"] = self.task.value
+        return data
+
+
+@dataclass(frozen=True)
+class Resource:
+    url: str
+    text: str  # extracted text, trimmed
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    files: dict[str, str]  # must hold "train.py" and "app.py"
+    requirements: list[str] = field(default_factory=list)
+    notes: str = ""
+    provider: str = ""
+
+
+class CodeGenerator(Protocol):
+    name: str
+
+    def generate(self, spec: TaskSpec, resources: list[Resource]) -> GeneratedCode: ...

@@ -1,0 +1,41 @@
+"""The contract between the pipeline and any generated code, template or LLM alike.
+
+The pipeline writes into the sandbox working directory:
+  task.json   TaskSpec.to_json_dict()
+  data.csv    the training data (held-out verification rows already removed)
+  train.py / app.py and any other generated files
+
+`python train.py` must write:
+  model.joblib  the fitted model
+  metrics.json  {"task", "metric", "score", "baseline", "baseline_name", "model",
+                 "n_train", "n_test", "extra": {name: value}}
+                 `score` and `baseline` are measured on the same held-out test split;
+                 higher is better for `metric` (accuracy for classification, r2 for regression).
+  schema.json   {"target", "task", "features": [{"name", "type", "choices"?, "example"?,
+                 "min"?, "max"?}], "classes", "metrics", "dropped": [{"name", "reason"}]}
+                 feature "type" is one of "number", "category", "date", "bool".
+  chart.png     confusion matrix (classification) or predicted-vs-actual (regression)
+
+`PORT=<n> python app.py` must serve on 0.0.0.0:$PORT (HOST overrides the address):
+  GET  /          HTML page with a form built from schema.json that shows a prediction
+  GET  /health    200 {"status": "ok"}
+  GET  /schema    the schema.json content
+  POST /predict   {"rows": [{feature: value, ...}, ...]}
+                  -> 200 {"predictions": [...], "probabilities": [{class: p}, ...]}
+                     (probabilities for classifiers only)
+                  bad input -> 400 {"error": "<what is wrong and how to fix it>"}
+  Columns listed under "dropped" are accepted in rows and ignored; unknown columns,
+  missing features and values of the wrong type are 400s. null means "unknown".
+"""
+
+TASK_FILE = "task.json"
+DATA_FILE = "data.csv"
+TRAIN_SCRIPT = "train.py"
+APP_SCRIPT = "app.py"
+MODEL_FILE = "model.joblib"
+METRICS_FILE = "metrics.json"
+SCHEMA_FILE = "schema.json"
+CHART_FILE = "chart.png"
+
+REQUIRED_SOURCES = (TRAIN_SCRIPT, APP_SCRIPT)
+TRAINING_OUTPUTS = (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE)

@@ -1,0 +1,76 @@
+"""What a sandbox offers. Mirrors the E2B sandbox so the cloud provider drops in.
+
+Generated code is untrusted: a sandbox runs it with an environment built from an
+allow-list (never the service's own environment) and away from the service's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None  # None when the command was killed before it exited
+    stdout: str  # tail of standard output
+    stderr: str  # tail of standard error
+    timed_out: bool = False
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.cancelled
+
+
+class Sandbox(Protocol):
+    id: str
+    isolation: str  # one line for the log: which isolation is active
+
+    def write_file(self, path: str, data: bytes | str) -> None: ...
+
+    def read_file(self, path: str) -> bytes: ...
+
+    def run(
+        self,
+        command: list[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        network: bool = False,
+    ) -> CommandResult:
+        """Run to completion (or timeout / stop), streaming output lines to `on_output`."""
+        ...
+
+    def start_server(self, command: list[str], *, port: int, env: Mapping[str, str] | None = None) -> None:
+        """Start a long-running process in the background with no command timeout."""
+        ...
+
+    def server_exited(self) -> CommandResult | None:
+        """The background server's result if it has exited, else None."""
+        ...
+
+    def app_port(self) -> int:
+        """A port the app may listen on inside the sandbox."""
+        ...
+
+    def url_for(self, port: int) -> str:
+        """The URL at which the world reaches `port` (E2B: https://{get_host(port)})."""
+        ...
+
+    def extend(self, seconds: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class SandboxProvider(Protocol):
+    name: str
+
+    def create(self, *, job_id: str, timeout: int) -> Sandbox: ...
+
+    def kill(self, sandbox_id: str) -> bool:
+        """Kill a sandbox by id, even one created by an earlier process. True if it was found."""
+        ...

@@ -1,0 +1,26 @@
+"""Settings from the environment. Read once, in the bootstrap; never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(default="sqlite:///trainbot.db", alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path(".trainbot"), alias="TRAINBOT_DATA_DIR")
+    codegen: Literal["template", "groq"] = Field(default="template", alias="TRAINBOT_CODEGEN")
+    sandbox: Literal["local", "e2b"] = Field(default="local", alias="TRAINBOT_SANDBOX")
+    allow_private_urls: bool = Field(default=False, alias="TRAINBOT_ALLOW_PRIVATE_URLS")
+    app_ttl: int = Field(default=3600, ge=30, alias="TRAINBOT_APP_TTL")
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
+    train_timeout: int = Field(default=900, ge=5, alias="TRAINBOT_TRAIN_TIMEOUT")
+    app_start_timeout: int = Field(default=60, ge=2, alias="TRAINBOT_APP_START_TIMEOUT")
+    max_dataset_mb: int = Field(default=100, ge=1, alias="TRAINBOT_MAX_DATASET_MB")
+    sandbox_memory_mb: int = Field(default=4096, ge=256, alias="TRAINBOT_SANDBOX_MEMORY_MB")
+    public_host: str = Field(default="127.0.0.1", alias="TRAINBOT_PUBLIC_HOST")

@@ -1,0 +1,104 @@
+"""Tables. `ai_models` and `training_jobs` are the names the product has always used."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+from storage.states import JobStatus
+from storage.types import UTCDateTime
+
+SHORT_ID_LENGTH = 8
+
+
+def new_id() -> str:
+    """Random, unguessable ids (128 bits). Humans use the first SHORT_ID_LENGTH characters."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _optional_time() -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+def _required_time() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AiModel(SQLModel, table=True):
+    __tablename__ = "ai_models"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    goal: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    task_type: str | None = Field(default=None, max_length=32)
+    dataset_source: str = Field(sa_column=Column(Text, nullable=False))
+    target_column: str | None = Field(default=None, max_length=200)
+    created_by: str = Field(default="", max_length=100)
+    channel_id: str | None = Field(default=None, max_length=50)
+    deployed_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _required_time()
+    updated_at: datetime = _required_time()
+
+
+class TrainingJob(SQLModel, table=True):
+    __tablename__ = "training_jobs"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    model_id: str = Field(foreign_key="ai_models.id", index=True, max_length=32)
+    status: str = Field(default=JobStatus.QUEUED.value, index=True, max_length=32)
+    # The stage the job is in, or was in when it stopped (kept after failure).
+    stage: str | None = Field(default=None, max_length=32)
+    attempt: int = Field(default=1)
+    retry_of: str | None = Field(default=None, max_length=32)
+    dataset_source: str = Field(sa_column=Column(Text, nullable=False))
+    target_column: str | None = Field(default=None, max_length=200)
+    task_type: str | None = Field(default=None, max_length=32)
+    goal: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    resources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    requested_by: str = Field(default="", max_length=100)
+    channel_id: str | None = Field(default=None, max_length=50, index=True)
+    ttl_seconds: int = Field(default=3600)
+    codegen_provider: str | None = Field(default=None, max_length=32)
+    sandbox_provider: str | None = Field(default=None, max_length=32)
+    sandbox_id: str | None = Field(default=None, max_length=200)
+    deployment_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    artifacts: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    stage_timings: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = _required_time()
+    started_at: datetime | None = _optional_time()
+    finished_at: datetime | None = _optional_time()
+    live_at: datetime | None = _optional_time()
+    expires_at: datetime | None = _optional_time()
+    updated_at: datetime = _required_time()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT_ID_LENGTH]
+
+    @property
+    def job_status(self) -> JobStatus:
+        return JobStatus(self.status)
+
+
+class JobEvent(SQLModel, table=True):
+    __tablename__ = "job_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="training_jobs.id", index=True, max_length=32)
+    at: datetime = _required_time()
+    kind: str = Field(max_length=20)
+    stage: str = Field(max_length=32)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

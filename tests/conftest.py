@@ -1,0 +1,29 @@
+"""Shared fixtures. Storage and pipeline tests run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from storage.db import make_engine, upgrade
+from tests.support.databases import fresh_database
+
+DATABASE_KINDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(empty_db_url: str) -> Iterator[Engine]:
+    """A migrated database of each kind."""
+    engine = make_engine(empty_db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
