@@ -1,0 +1,294 @@
+"""`trainbot` command line: run a job with live progress, and inspect or cancel jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from bot.console import ConsoleDisplay
+from pipeline.bootstrap import Services, bootstrap, build_engine
+from pipeline.events import RecordingSink
+from pipeline.settings import Settings
+from storage import queries
+from storage.db import session_scope, upgrade
+from storage.models import TrainingJob
+from storage.states import TERMINAL, IllegalTransition, JobStatus
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+POLL_SECONDS = 0.2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainbot", description="Train a model and serve it as a live app."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train a model and serve it until Ctrl-C or its TTL")
+    run.add_argument("--name", required=True, help="a name for the model")
+    run.add_argument(
+        "--dataset",
+        required=True,
+        help="a built-in set (iris, wine, breast_cancer, digits, diabetes), a CSV path or URL",
+    )
+    run.add_argument("--target", help="the column to predict (required for CSV data)")
+    run.add_argument("--goal", default="", help="what the model should do, in plain words")
+    run.add_argument(
+        "--resource", action="append", default=[], metavar="URL", help="a reference link (repeat)"
+    )
+    run.add_argument("--task", choices=["classification", "regression"], help="override inference")
+    run.add_argument("--ttl", type=int, help="seconds the live app stays up (TRAINBOT_APP_TTL)")
+
+    for name, text in (
+        ("status", "show a job"),
+        ("logs", "show a job's events and output"),
+        ("cancel", "cancel a job or stop its app"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("job", help="job id (the first 8 characters are enough)")
+    jobs = commands.add_parser("jobs", help="list recent jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        err.print(f"Configuration error: {error}", markup=False)
+        return EXIT_USAGE
+    handlers = {
+        "run": cmd_run,
+        "status": cmd_status,
+        "logs": cmd_logs,
+        "cancel": cmd_cancel,
+        "jobs": cmd_jobs,
+        "db": cmd_db,
+    }
+    try:
+        return handlers[args.command](args, settings)
+    except queries.JobLookupError as error:
+        err.print(f"{error}. `trainbot jobs` lists recent jobs.", markup=False)
+        return EXIT_USAGE
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ttl is not None and args.ttl < 30:
+        err.print("--ttl must be at least 30 seconds")
+        return EXIT_USAGE
+    with ConsoleDisplay(out) as display:
+        services = bootstrap(settings, sink=display)
+        with session_scope(services.engine) as session:
+            job = queries.create_job(
+                session,
+                name=args.name,
+                dataset_source=args.dataset,
+                goal=args.goal,
+                target_column=args.target,
+                task_type=args.task,
+                resources=args.resource,
+                requested_by="cli",
+                ttl_seconds=args.ttl or settings.app_ttl,
+            )
+        out.print(f"Job {job.short_id} queued for '{args.name}' on {args.dataset}", markup=False)
+        services.worker.start(recover=False)
+        services.worker.submit(job.id)
+        try:
+            job = _wait(services, job.id, until={JobStatus.LIVE, *TERMINAL})
+        except KeyboardInterrupt:
+            _cancel_quietly(services, job.id)
+            services.worker.shutdown()
+            err.print("Cancelled.")
+            return EXIT_INTERRUPTED
+    if job.job_status != JobStatus.LIVE:
+        services.worker.shutdown()
+        err.print(
+            f"Job {job.short_id} {job.status}: {job.error or 'no reason recorded'}", markup=False
+        )
+        err.print(f"Full log: trainbot logs {job.short_id}", markup=False)
+        return EXIT_FAILED
+    _print_live(job)
+    return _serve_until_done(services, job)
+
+
+def _serve_until_done(services: Services, job: TrainingJob) -> int:
+    # SIGTERM (e.g. from a process manager) stops the app as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        job = _wait(services, job.id, until=TERMINAL)
+        out.print(f"The live app has stopped: {job.status}.")
+        services.worker.shutdown()
+        return 0
+    except KeyboardInterrupt:
+        services.worker.expire(job.id, reason="stopped from the command line")
+        services.worker.shutdown()
+        out.print("\nStopped the live app.")
+        return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait(
+    services: Services, job_id: str, *, until: set[JobStatus] | frozenset[JobStatus]
+) -> TrainingJob:
+    while True:
+        with session_scope(services.engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+        assert job is not None
+        if job.job_status in until:
+            return job
+        time.sleep(POLL_SECONDS)
+
+
+def _cancel_quietly(services: Services, job_id: str) -> None:
+    try:
+        services.worker.cancel(job_id)
+    except IllegalTransition:
+        pass
+
+
+def _print_live(job: TrainingJob) -> None:
+    metrics = job.metrics or {}
+    out.print()
+    if metrics:
+        out.print(
+            f"{metrics.get('model', 'model')}: test {metrics['metric']} {metrics['score']:.3f} "
+            f"(baseline {metrics['baseline']:.3f})",
+            markup=False,
+        )
+    out.print(f"Live app: {job.deployment_url}", markup=False)
+    if job.expires_at:
+        out.print(
+            f"It stays up until {job.expires_at:%H:%M:%S} UTC or Ctrl-C. "
+            f"Try: curl {job.deployment_url}schema",
+            markup=False,
+        )
+    sys.stdout.flush()
+
+
+def _open(settings: Settings) -> Services:
+    return bootstrap(settings, sink=RecordingSink())
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    with session_scope(engine) as session:
+        job = queries.find_job(session, ref=args.job)
+        model = queries.get_model(session, model_id=job.model_id)
+    rows = [
+        ("job", job.id),
+        ("model", model.name if model else "?"),
+        ("status", job.status),
+        ("stage", job.stage or "-"),
+        ("data set", job.dataset_source),
+        ("target", job.target_column or "-"),
+        ("task", job.task_type or "-"),
+        ("elapsed", _elapsed(job)),
+    ]
+    if job.metrics:
+        rows.append(
+            (
+                "metric",
+                f"{job.metrics['metric']} {job.metrics['score']:.3f} "
+                f"(baseline {job.metrics['baseline']:.3f})",
+            )
+        )
+    if job.deployment_url:
+        rows.append(
+            ("live app" if job.job_status == JobStatus.LIVE else "app was", job.deployment_url)
+        )
+    if job.error:
+        rows.append(("reason", job.error))
+    for key, value in rows:
+        out.print(f"{key:>9}  {value}", markup=False)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    with session_scope(engine) as session:
+        jobs = queries.list_jobs(session, limit=args.limit)
+        names = {
+            j.model_id: (m.name if (m := queries.get_model(session, model_id=j.model_id)) else "?")
+            for j in jobs
+        }
+    if not jobs:
+        out.print("No jobs yet. Start one with: trainbot run --name demo --dataset iris")
+        return 0
+    table = Table("id", "model", "status", "stage", "data set", "created", "live app")
+    for job in jobs:
+        table.add_row(
+            job.short_id,
+            names[job.model_id],
+            job.status,
+            job.stage or "-",
+            job.dataset_source[:40],
+            f"{job.created_at:%Y-%m-%d %H:%M}",
+            job.deployment_url if job.job_status == JobStatus.LIVE else "",
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    with session_scope(engine) as session:
+        job = queries.find_job(session, ref=args.job)
+        events = queries.list_events(session, job_id=job.id)
+    for event in events:
+        prefix = "   " if event.kind == "log" else f"{event.kind:>8}"
+        out.print(f"{event.at:%H:%M:%S} {prefix} [{event.stage}] {event.message}", markup=False)
+        detail = event.data.get("detail") if isinstance(event.data, dict) else None
+        if detail:
+            out.print(
+                "\n".join(f"{'':>22}{line}" for line in str(detail).splitlines()), markup=False
+            )
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    services = _open(settings)
+    with session_scope(services.engine) as session:
+        job = queries.find_job(session, ref=args.job)
+    try:
+        services.worker.cancel(job.id)
+    except IllegalTransition:
+        err.print(f"Job {job.short_id} is {job.status}; there is nothing to cancel.", markup=False)
+        return EXIT_USAGE
+    out.print(f"Job {job.short_id} cancelled.", markup=False)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    upgrade(build_engine(settings, migrate=False))
+    out.print("Database is up to date.")
+    return 0
+
+
+def _elapsed(job: TrainingJob) -> str:
+    if job.started_at is None:
+        return "not started"
+    end = job.finished_at or datetime.now(UTC)
+    seconds = int((end - job.started_at).total_seconds())
+    return f"{seconds // 60}m {seconds % 60:02d}s"

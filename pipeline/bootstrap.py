@@ -1,0 +1,77 @@
+"""The one place that turns settings into working parts: engine, providers, worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from pipeline.codegen.base import CodeGenerator
+from pipeline.events import ProgressSink
+from pipeline.netguard import UrlGuard
+from pipeline.runner import PipelineDeps
+from pipeline.sandbox.base import SandboxProvider
+from pipeline.settings import Settings
+from pipeline.worker import JobWorker
+from storage.db import make_engine, upgrade
+
+
+def build_codegen(settings: Settings) -> CodeGenerator:
+    if settings.codegen == "template":
+        from pipeline.codegen.template import TemplateGenerator
+
+        return TemplateGenerator()
+    raise ValueError(f"TRAINBOT_CODEGEN={settings.codegen} is not available yet")
+
+
+def build_sandboxes(settings: Settings) -> SandboxProvider:
+    if settings.sandbox == "local":
+        from pipeline.sandbox.local import LocalSandboxProvider
+
+        return LocalSandboxProvider(
+            settings.data_dir.resolve() / "sandboxes",
+            memory_mb=settings.sandbox_memory_mb,
+            cpu_seconds=settings.train_timeout,
+            file_size_mb=max(512, settings.max_dataset_mb * 4),
+            public_host=settings.public_host,
+        )
+    raise ValueError(f"TRAINBOT_SANDBOX={settings.sandbox} is not available yet")
+
+
+def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+@dataclass
+class Services:
+    settings: Settings
+    deps: PipelineDeps
+    worker: JobWorker
+
+    @property
+    def engine(self) -> Engine:
+        return self.deps.engine
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    sink: ProgressSink,
+    engine: Engine | None = None,
+    codegen: CodeGenerator | None = None,
+    sandboxes: SandboxProvider | None = None,
+) -> Services:
+    """Builds the services. Tests pass their own fakes for any part."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    deps = PipelineDeps(
+        engine=engine or build_engine(settings),
+        settings=settings,
+        codegen=codegen or build_codegen(settings),
+        sandboxes=sandboxes or build_sandboxes(settings),
+        guard=UrlGuard(allow_private=settings.allow_private_urls),
+        sink=sink,
+    )
+    return Services(settings=settings, deps=deps, worker=JobWorker(deps))

@@ -1,0 +1,556 @@
+"""Train a scikit-learn model from task.json and data.csv (TrainBot offline template).
+
+Writes model.joblib (a Pipeline that takes the raw feature columns), metrics.json,
+schema.json and chart.png into the current directory. Column kinds in task.json are
+hints only: this script looks at the data itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import json
+import operator
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+TASK_FILE = "task.json"
+TEST_SIZE = 0.2
+SEED = 42
+MAX_CHOICES = 50
+MIN_ROWS = 10
+DATE_PARSE_SHARE = 0.9
+BIG_DATA_ROWS = 20_000  # above this, gradient boosting replaces the slower random forest
+ID_NAMES = {"id", "uuid", "guid", "index", "unnamed_0", "row", "row_id", "rowid"}
+TRUE_WORDS = {"true", "yes", "y", "t", "1", "on"}
+FALSE_WORDS = {"false", "no", "n", "f", "0", "off"}
+DATE_PARTS = ("dt.year", "dt.month", "dt.day", "dt.dayofweek")
+
+
+class DataError(Exception):
+    """The data cannot be used for training; the message says why."""
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # "number" | "category" | "date" | "bool" | "drop"
+    reason: str = ""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_task(workdir: Path) -> dict[str, Any]:
+    path = workdir / TASK_FILE
+    if not path.exists():
+        raise DataError(f"{TASK_FILE} not found in {workdir}")
+    task = json.loads(path.read_text(encoding="utf-8"))
+    if task.get("task") not in ("classification", "regression"):
+        raise DataError(f'task must be "classification" or "regression", got {task.get("task")!r}')
+    if not task.get("target"):
+        raise DataError(f"{TASK_FILE} names no target column")
+    return task
+
+
+def load_data(workdir: Path, task: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    path = workdir / (task.get("data_file") or "data.csv")
+    if not path.exists():
+        raise DataError(f"data file {path.name} not found")
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"could not read {path.name} as CSV: {exc}") from exc
+    target = str(task["target"])
+    if target not in frame.columns:
+        stripped = [c for c in frame.columns if str(c).strip() == target.strip()]
+        if not stripped:
+            raise DataError(f'target column "{target}" is not in {path.name}')
+        target = stripped[0]
+    return frame, target
+
+
+def prepare_target(frame: pd.DataFrame, target: str, task: str) -> tuple[pd.DataFrame, pd.Series]:
+    frame = frame[frame[target].notna()].reset_index(drop=True)
+    y = frame[target]
+    if task == "regression":
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric.isna().mean() > 0.1:
+            raise DataError(f'regression target "{target}" is not numeric')
+        keep = numeric.notna()
+        frame, y = frame[keep].reset_index(drop=True), numeric[keep].astype(float)
+        y = y.reset_index(drop=True)
+    else:
+        y = plain_labels(y)
+        if y.nunique() < 2:
+            raise DataError(f'target "{target}" has a single class; nothing to learn')
+    if len(frame) < MIN_ROWS:
+        raise DataError(f"only {len(frame)} rows have a target value; need at least {MIN_ROWS}")
+    return frame.drop(columns=[target]), y
+
+
+def plain_labels(y: pd.Series) -> pd.Series:
+    """Class labels as plain ints or strings so they survive JSON unchanged."""
+    if pd.api.types.is_bool_dtype(y):
+        return y.astype(str)
+    if pd.api.types.is_numeric_dtype(y):
+        values = y.astype(float)
+        if np.all(np.equal(np.mod(values, 1), 0)):
+            return values.astype(np.int64)
+        return y.astype(str)
+    return y.astype(str).astype(object)
+
+
+# ------------------------------------------------------------ column analysis
+
+
+def normalized_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def looks_like_id_name(name: str) -> bool:
+    norm = normalized_name(name)
+    if norm in ID_NAMES or norm.endswith(("_id", "_uuid", "_guid")):
+        return True
+    return re.search(r"[a-z](Id|ID)$", name.strip()) is not None  # CustomerID, PassengerId
+
+
+def is_bool_column(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values):
+        return True
+    if pd.api.types.is_numeric_dtype(values):
+        return False
+    words = {str(v).strip().lower() for v in values.dropna().unique()}
+    return bool(words) and words <= {"true", "false"}
+
+
+def is_date_column(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(500)
+    if sample.empty:
+        return False
+    # A date has digits and a separator; plain numbers and words are not dates.
+    shaped = sample.str.contains(r"\d", regex=True) & sample.str.contains(r"[-/:.\s]|[A-Za-z]{3}")
+    if shaped.mean() < DATE_PARSE_SHARE or sample.str.len().min() < 6:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+    return bool(parsed.notna().mean() >= DATE_PARSE_SHARE)
+
+
+def mostly_numeric(values: pd.Series) -> bool:
+    present = values.dropna()
+    return not present.empty and pd.to_numeric(present, errors="coerce").notna().mean() >= 0.95
+
+
+def classify_column(name: str, values: pd.Series) -> Column:
+    present = values.dropna()
+    n_present, n_unique = len(present), present.nunique()
+    if n_present == 0:
+        return Column(name, "drop", "empty column")
+    if looks_like_id_name(name):
+        return Column(name, "drop", "identifier column")
+    if n_unique <= 1:
+        return Column(name, "drop", "same value in every row")
+    if is_bool_column(values):
+        return Column(name, "bool")
+    if pd.api.types.is_numeric_dtype(values):
+        if n_unique == n_present >= MIN_ROWS and is_integral(present) and is_sequence(present):
+            return Column(name, "drop", "identifier (unique integer per row)")
+        return Column(name, "number")
+    if mostly_numeric(values):
+        return Column(name, "number")
+    if is_date_column(values):
+        return Column(name, "date")
+    text = present.astype(str)
+    if n_unique == n_present >= MIN_ROWS and not text.str.contains(r"\s").any():
+        return Column(name, "drop", "identifier (unique value per row)")
+    if n_unique <= MAX_CHOICES or n_unique <= 0.2 * n_present:
+        return Column(name, "category")
+    if text.str.contains(r"\s").mean() > 0.5:
+        return Column(name, "drop", f"free text ({n_unique} distinct values)")
+    return Column(name, "drop", f"too many distinct values ({n_unique}) to use as a category")
+
+
+def is_integral(values: pd.Series) -> bool:
+    numbers = values.astype(float)
+    return bool(np.all(np.equal(np.mod(numbers, 1), 0)))
+
+
+def is_sequence(values: pd.Series) -> bool:
+    """Row counters and ids: ordered, or packed into a range about as wide as the row count."""
+    span = float(values.max()) - float(values.min()) + 1
+    ordered = values.is_monotonic_increasing or values.is_monotonic_decreasing
+    return bool(ordered or span <= 2 * len(values))
+
+
+def analyse_columns(features: pd.DataFrame) -> list[Column]:
+    return [classify_column(str(name), features[name]) for name in features.columns]
+
+
+def to_bool_number(value: Any) -> float:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return 1.0
+    if word in FALSE_WORDS:
+        return 0.0
+    return np.nan
+
+
+def coerce_features(features: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    """The raw frame in the dtypes the model expects; app.py converts requests the same way."""
+    out = pd.DataFrame(index=features.index)
+    for col in columns:
+        values = features[col.name]
+        if col.type == "number":
+            out[col.name] = pd.to_numeric(values, errors="coerce").astype(float)
+        elif col.type == "bool":
+            out[col.name] = values.map(to_bool_number).astype(float)
+        elif col.type in ("category", "date"):
+            text = (
+                values.astype(object)
+                .where(values.notna(), None)
+                .map(lambda v: np.nan if v is None else str(v))
+            )
+            out[col.name] = text.astype(object)
+    return out
+
+
+# ------------------------------------------------------------------ model
+
+
+def date_parts() -> Pipeline:
+    """Raw date strings -> year, month, day, day of week.
+
+    Built only from library callables so model.joblib unpickles anywhere, with no
+    helper code from this script.
+    """
+    return Pipeline(
+        [
+            (
+                "parse",
+                FunctionTransformer(
+                    pd.to_datetime, kw_args={"errors": "coerce", "format": "mixed", "utc": True}
+                ),
+            ),
+            ("parts", FunctionTransformer(operator.attrgetter(*DATE_PARTS))),
+            ("stack", FunctionTransformer(np.column_stack)),
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+        ]
+    )
+
+
+def preprocessor(columns: list[Column]) -> ColumnTransformer:
+    numbers = [c.name for c in columns if c.type in ("number", "bool")]
+    categories = [c.name for c in columns if c.type == "category"]
+    dates = [c.name for c in columns if c.type == "date"]
+    parts: list[tuple[str, Any, Any]] = []
+    if numbers:
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
+        parts.append(("numbers", numeric, numbers))
+    if categories:
+        encode = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        parts.append(("categories", encode, categories))
+    for i, name in enumerate(dates):
+        # A single name (not a list) hands the transformer a 1-D Series, which .dt needs.
+        parts.append((f"date{i}", date_parts(), name))
+    return ColumnTransformer(parts, remainder="drop")
+
+
+def candidates(task: str, n_rows: int) -> dict[str, Any]:
+    """A linear model at two regularisation strengths and a tree ensemble, by label."""
+    big = n_rows > BIG_DATA_ROWS
+    if task == "classification":
+        forest: Any = (
+            HistGradientBoostingClassifier(class_weight="balanced", random_state=SEED)
+            if big
+            else RandomForestClassifier(
+                n_estimators=200, class_weight="balanced", n_jobs=1, random_state=SEED
+            )
+        )
+        return {
+            f"LogisticRegression(C={c:g})": LogisticRegression(
+                C=c, max_iter=5000, class_weight="balanced"
+            )
+            for c in (1.0, 10.0)
+        } | {type(forest).__name__: forest}
+    forest = (
+        HistGradientBoostingRegressor(random_state=SEED)
+        if big
+        else RandomForestRegressor(
+            n_estimators=200, min_samples_leaf=3, n_jobs=1, random_state=SEED
+        )
+    )
+    ridges = {f"Ridge(alpha={a:g})": Ridge(alpha=a) for a in (1.0, 10.0)}
+    return ridges | {type(forest).__name__: forest}
+
+
+def split(X: pd.DataFrame, y: pd.Series, task: str) -> tuple[Any, Any, Any, Any]:
+    stratify = None
+    if task == "classification":
+        counts = y.value_counts()
+        n_test = int(np.ceil(TEST_SIZE * len(y)))
+        if counts.min() >= 2 and n_test >= len(counts):
+            stratify = y
+    return train_test_split(X, y, test_size=TEST_SIZE, random_state=SEED, stratify=stratify)
+
+
+def cv_splitter(y: pd.Series, task: str) -> Any:
+    folds = 5 if len(y) < 5000 else 3
+    if task == "classification":
+        smallest = int(y.value_counts().min())
+        if smallest >= 2:
+            return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=SEED)
+    return KFold(n_splits=min(folds, len(y)), shuffle=True, random_state=SEED)
+
+
+def choose_model(
+    prep: ColumnTransformer, X: pd.DataFrame, y: pd.Series, task: str
+) -> tuple[str, Pipeline]:
+    """The candidate with the best cross-validated score on the training split, unfitted."""
+    scoring = "balanced_accuracy" if task == "classification" else "r2"
+    best: tuple[float, str, Pipeline | None] = (-np.inf, "", None)
+    splitter = cv_splitter(y, task)
+    for name, estimator in candidates(task, len(X)).items():
+        say(f"cross-validating {name} ...")
+        pipeline = Pipeline([("prep", clone(prep)), ("model", estimator)])
+        scores = cross_val_score(pipeline, X, y, cv=splitter, scoring=scoring, n_jobs=1)
+        mean = float(np.nanmean(scores)) if not np.all(np.isnan(scores)) else -np.inf
+        say(f"  {name}: cv {scoring} {mean:.3f}")
+        if mean > best[0] or best[2] is None:
+            best = (mean, name, pipeline)
+    assert best[2] is not None
+    return best[1], best[2]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def evaluate(
+    name: str, model: Pipeline, X_train: Any, X_test: Any, y_train: Any, y_test: Any, task: str
+) -> tuple[dict[str, Any], np.ndarray]:
+    predicted = model.predict(X_test)
+    if task == "classification":
+        dummy: Any = DummyClassifier(strategy="most_frequent").fit(X_train, y_train)
+        score = accuracy_score(y_test, predicted)
+        baseline = accuracy_score(y_test, dummy.predict(X_test))
+        extra = {
+            "f1_macro": f1_score(y_test, predicted, average="macro"),
+            "balanced_accuracy": balanced_accuracy_score(y_test, predicted),
+        }
+        metric, baseline_name = "accuracy", "most frequent class"
+    else:
+        dummy = DummyRegressor(strategy="mean").fit(X_train, y_train)
+        score = r2_score(y_test, predicted)
+        baseline = r2_score(y_test, dummy.predict(X_test))
+        extra = {
+            "mae": mean_absolute_error(y_test, predicted),
+            "rmse": float(np.sqrt(mean_squared_error(y_test, predicted))),
+        }
+        metric, baseline_name = "r2", "mean of the target"
+    metrics = {
+        "task": task,
+        "metric": metric,
+        "score": round(float(score), 4),
+        "baseline": round(float(baseline), 4),
+        "baseline_name": baseline_name,
+        "model": name,
+        "n_train": int(len(y_train)),
+        "n_test": int(len(y_test)),
+        "extra": {k: round(float(v), 4) for k, v in extra.items()},
+    }
+    return metrics, predicted
+
+
+def plain(value: Any) -> Any:
+    """A numpy or pandas scalar as the matching JSON value."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def example_row(features: pd.DataFrame) -> pd.Series:
+    """The first row with the fewest missing values, so the app's form starts coherent."""
+    return features.loc[features.isna().sum(axis=1).idxmin()]
+
+
+def feature_schema(col: Column, values: pd.Series, example: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": col.name, "type": col.type}
+    present = values.dropna()
+    if col.type == "number":
+        entry["min"], entry["max"] = plain(present.min()), plain(present.max())
+        entry["example"] = plain(example if pd.notna(example) else present.median())
+    elif col.type == "bool":
+        entry["example"] = bool((example if pd.notna(example) else present.mode()[0]) == 1.0)
+    elif col.type == "category":
+        counts = present.value_counts()
+        choices = sorted(counts.index[:MAX_CHOICES].tolist())
+        entry["choices"] = choices
+        entry["example"] = example if pd.notna(example) else counts.index[0]
+    else:  # date
+        entry["example"] = example if pd.notna(example) else str(present.iloc[0])
+    return entry
+
+
+def build_schema(
+    target: str,
+    task: str,
+    columns: list[Column],
+    X: pd.DataFrame,
+    classes: list[Any],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    used = [c for c in columns if c.type != "drop"]
+    row = example_row(X)
+    return {
+        "target": target,
+        "task": task,
+        "features": [feature_schema(c, X[c.name], row[c.name]) for c in used],
+        "classes": [plain(c) for c in classes],
+        "metrics": metrics,
+        "dropped": [{"name": c.name, "reason": c.reason} for c in columns if c.type == "drop"],
+    }
+
+
+def draw_chart(path: Path, task: str, y_test: Any, predicted: Any, classes: list[Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    if task == "classification":
+        size = min(4 + 0.45 * len(classes), 14)
+        fig, ax = plt.subplots(figsize=(size, size * 0.85))
+        ConfusionMatrixDisplay.from_predictions(
+            y_test,
+            predicted,
+            labels=classes,
+            display_labels=[str(c) for c in classes],
+            ax=ax,
+            cmap="Blues",
+            colorbar=False,
+            xticks_rotation=45 if len(classes) > 4 else "horizontal",
+        )
+        ax.set_title("Confusion matrix (test split)")
+    else:
+        fig, ax = plt.subplots(figsize=(6, 5.5))
+        ax.scatter(y_test, predicted, alpha=0.6, s=18, color="#2563eb", edgecolors="none")
+        low = float(min(np.min(y_test), np.min(predicted)))
+        high = float(max(np.max(y_test), np.max(predicted)))
+        ax.plot([low, high], [low, high], color="#64748b", linestyle="--", linewidth=1)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.set_title("Predicted vs actual (test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, default=plain), encoding="utf-8")
+
+
+# ------------------------------------------------------------------ main
+
+
+def train(workdir: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    task_info = load_task(workdir)
+    task = task_info["task"]
+    frame, target = load_data(workdir, task_info)
+    features, y = prepare_target(frame, target, task)
+    columns = analyse_columns(features)
+    used = [c for c in columns if c.type != "drop"]
+    say(f"loaded {len(features)} rows, {len(used)} features")
+    for col in columns:
+        if col.type == "drop":
+            say(f'dropped "{col.name}": {col.reason}')
+    if not used:
+        raise DataError("no usable feature columns left after dropping ids, text and empty columns")
+    X = coerce_features(features, used)
+
+    X_train, X_test, y_train, y_test = split(X, y, task)
+    say(f"split {len(X_train)} train / {len(X_test)} test rows")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name, model = choose_model(preprocessor(used), X_train, y_train, task)
+        model.fit(X_train, y_train)
+        metrics, predicted = evaluate(name, model, X_train, X_test, y_train, y_test, task)
+    say(
+        f"test {metrics['metric']} {metrics['score']:.3f} (baseline {metrics['baseline']:.3f}) "
+        f"with {metrics['model']}"
+    )
+
+    classes = list(model.classes_) if task == "classification" else []
+    joblib.dump(model, workdir / "model.joblib")
+    write_json(workdir / "metrics.json", metrics)
+    write_json(workdir / "schema.json", build_schema(target, task, columns, X, classes, metrics))
+    draw_chart(workdir / "chart.png", task, y_test, predicted, classes)
+    elapsed = time.monotonic() - started
+    say(f"wrote model.joblib, metrics.json, schema.json, chart.png in {elapsed:.1f}s")
+    return metrics
+
+
+def main() -> int:
+    try:
+        train(Path.cwd())
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

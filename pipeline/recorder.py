@@ -1,0 +1,61 @@
+"""Records a job's events in `job_events` and passes them on to the outside sinks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from pipeline.events import Event, EventKind, ProgressSink
+from storage import queries
+from storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+# Training output can be long; past this many lines a job stores a note instead of each line.
+MAX_STORED_LOG_LINES = 2000
+
+
+class JobRecorder:
+    def __init__(self, engine: Engine, job_id: str, sink: ProgressSink) -> None:
+        self.engine = engine
+        self.job_id = job_id
+        self.sink = sink
+        self._log_lines = 0
+        self._lock = threading.Lock()
+
+    def emit(self, kind: EventKind, stage: str, message: str, **data: Any) -> None:
+        self.publish(Event(job_id=self.job_id, kind=kind, stage=stage, message=message, data=data))
+
+    def publish(self, event: Event) -> None:
+        if self._should_store(event):
+            with session_scope(self.engine) as session:
+                queries.add_event(
+                    session,
+                    job_id=event.job_id,
+                    kind=event.kind.value,
+                    stage=event.stage,
+                    message=event.message,
+                    data=event.data,
+                    at=event.at,
+                )
+        self.sink.publish(event)
+
+    def _should_store(self, event: Event) -> bool:
+        if event.kind != EventKind.LOG:
+            return True
+        with self._lock:
+            self._log_lines += 1
+            count = self._log_lines
+        if count == MAX_STORED_LOG_LINES + 1:
+            with session_scope(self.engine) as session:
+                queries.add_event(
+                    session,
+                    job_id=event.job_id,
+                    kind=EventKind.LOG.value,
+                    stage=event.stage,
+                    message=f"(output past {MAX_STORED_LOG_LINES} lines is not stored)",
+                )
+        return count <= MAX_STORED_LOG_LINES

@@ -1,0 +1,260 @@
+"""Runs one job through its stages, recording every state change and event.
+
+The runner owns sequencing only; each stage lives in its own module under `stages/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from pipeline.cancel import CancelToken
+from pipeline.codegen.base import CodeGenerator, TaskType
+from pipeline.errors import JobCancelled, PipelineError
+from pipeline.events import EventKind, ProgressSink
+from pipeline.netguard import UrlGuard
+from pipeline.recorder import JobRecorder
+from pipeline.sandbox.base import Sandbox, SandboxProvider
+from pipeline.settings import Settings
+from pipeline.stages.codegen import generate_code
+from pipeline.stages.dataset import load_dataset
+from pipeline.stages.deploy import deploy_app
+from pipeline.stages.resources import fetch_resources
+from pipeline.stages.train import run_training, upload_job_files
+from storage import queries
+from storage.db import session_scope
+from storage.models import TrainingJob
+from storage.states import STAGE_STATUS, IllegalTransition, JobStatus, Stage
+
+log = logging.getLogger(__name__)
+
+JOB = "job"  # the stage name of events about the whole job
+
+
+@dataclass
+class PipelineDeps:
+    """Everything a job needs, built once by the bootstrap."""
+
+    engine: Engine
+    settings: Settings
+    codegen: CodeGenerator
+    sandboxes: SandboxProvider
+    guard: UrlGuard
+    sink: ProgressSink
+
+
+class JobRunner:
+    def __init__(self, deps: PipelineDeps) -> None:
+        self.deps = deps
+
+    def run(self, job_id: str, token: CancelToken) -> Sandbox | None:
+        """Runs a queued job. Returns the sandbox serving the live app, or None."""
+        job = self._load(job_id)
+        if job is None or job.job_status != JobStatus.QUEUED:
+            return None  # cancelled before it started, or already handled
+        recorder = JobRecorder(self.deps.engine, job_id, self.deps.sink)
+        attempt = _Attempt(self.deps, job, recorder, token)
+        try:
+            return attempt.run()
+        except JobCancelled:
+            attempt.cleanup()
+            self._finish(recorder, JobStatus.CANCELLED, "cancelled")
+        except PipelineError as error:
+            attempt.cleanup()
+            self._fail(recorder, attempt.stage, error.message, error.detail)
+        except Exception as error:  # a bug of ours: the user gets a plain reason, the log the trace
+            log.exception("job %s crashed", job_id)
+            attempt.cleanup()
+            self._fail(
+                recorder,
+                attempt.stage,
+                f"an internal error stopped the job ({type(error).__name__})",
+                "",
+            )
+        return None
+
+    def _load(self, job_id: str) -> TrainingJob | None:
+        with session_scope(self.deps.engine) as session:
+            return queries.get_job(session, job_id=job_id)
+
+    def _fail(self, recorder: JobRecorder, stage: str, reason: str, detail: str) -> None:
+        try:
+            with session_scope(self.deps.engine) as session:
+                queries.transition(
+                    session, job_id=recorder.job_id, to=JobStatus.FAILED, error=reason
+                )
+        except IllegalTransition:
+            return  # cancelled meanwhile: the cancel wins
+        recorder.emit(EventKind.FAILED, stage, reason, status="failed", detail=detail)
+
+    def _finish(self, recorder: JobRecorder, status: JobStatus, message: str) -> None:
+        with session_scope(self.deps.engine) as session:
+            job = queries.get_job(session, job_id=recorder.job_id)
+            if job is not None and job.job_status != status:
+                queries.transition(session, job_id=recorder.job_id, to=status)
+        recorder.emit(EventKind.FINISHED, JOB, message, status=status.value)
+
+
+class _Attempt:
+    """One pass through the stages for one job."""
+
+    def __init__(
+        self, deps: PipelineDeps, job: TrainingJob, recorder: JobRecorder, token: CancelToken
+    ) -> None:
+        self.deps = deps
+        self.job = job
+        self.recorder = recorder
+        self.token = token
+        self.stage = Stage.RESOURCES.value
+        self.sandbox: Sandbox | None = None
+        self.timings: dict[str, float] = {}
+        self.workdir = Path(deps.settings.data_dir) / "jobs" / job.id
+
+    def run(self) -> Sandbox:
+        settings = self.deps.settings
+        emit = self.recorder.emit
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+        with self._stage(Stage.RESOURCES, "Fetching reference resources"):
+            fetched = fetch_resources(self.job.resources, guard=self.deps.guard)
+            for warning in fetched.warnings:
+                emit(EventKind.WARNING, Stage.RESOURCES, warning)
+            self._progress(
+                f"{len(fetched.resources)} of {len(self.job.resources)} resources fetched"
+            )
+
+        with self._stage(Stage.DATASET, "Loading and checking the data"):
+            dataset = load_dataset(
+                self.job.dataset_source,
+                target=self.job.target_column,
+                guard=self.deps.guard,
+                max_bytes=settings.max_dataset_mb * 1024 * 1024,
+                name=self._model_name(),
+                goal=self.job.goal,
+                task=TaskType(self.job.task_type) if self.job.task_type else None,
+                workdir=self.workdir,
+            )
+            for warning in dataset.warnings:
+                emit(EventKind.WARNING, Stage.DATASET, warning)
+            spec = dataset.spec
+            self._update(task_type=spec.task.value, target_column=spec.target)
+            self._progress(
+                f"{dataset.source_description}: {spec.task.value} of '{spec.target}', "
+                f"{len(spec.columns) - 1} feature columns",
+                task=spec.task.value,
+                target=spec.target,
+                rows=spec.n_rows,
+            )
+
+        with self._stage(Stage.CODEGEN, "Writing the training script and the app"):
+            code = generate_code(self.deps.codegen, spec, fetched.resources)
+            self._update(codegen_provider=code.provider or self.deps.codegen.name)
+            self._progress(
+                f"{code.provider or self.deps.codegen.name} wrote {', '.join(sorted(code.files))}"
+            )
+
+        with self._stage(Stage.TRAIN, "Training the model"):
+            self.sandbox = self.deps.sandboxes.create(
+                job_id=self.job.id, timeout=settings.train_timeout
+            )
+            self._update(sandbox_provider=self.deps.sandboxes.name, sandbox_id=self.sandbox.id)
+            self._progress(f"sandbox {self.sandbox.id}: {self.sandbox.isolation}")
+            upload_job_files(self.sandbox, code, spec, dataset.data_path)
+            outcome = run_training(
+                self.sandbox,
+                timeout=settings.train_timeout,
+                artifacts_dir=self.workdir / "artifacts",
+                on_output=lambda line: emit(EventKind.LOG, Stage.TRAIN, line),
+                should_stop=self.token.is_cancelled,
+            )
+            metrics = outcome.metrics
+            self._update(metrics=metrics, artifacts=outcome.artifacts)
+            if metrics["score"] <= metrics["baseline"]:
+                emit(
+                    EventKind.WARNING,
+                    Stage.TRAIN,
+                    f"the model's {metrics['metric']} {metrics['score']:.3f} does not beat the "
+                    f"baseline's {metrics['baseline']:.3f}; the data may not hold enough signal",
+                )
+            self._progress(
+                f"test {metrics['metric']} {metrics['score']:.3f} "
+                f"(baseline {metrics['baseline']:.3f})",
+                metrics=metrics,
+            )
+
+        with self._stage(Stage.DEPLOY, "Starting and verifying the live app"):
+            deployment = deploy_app(
+                self.sandbox,
+                task=spec.task,
+                classes=spec.classes,
+                holdout=dataset.holdout,
+                holdout_targets=dataset.holdout_targets,
+                start_timeout=settings.app_start_timeout,
+                should_stop=self.token.is_cancelled,
+            )
+            check = deployment.verification
+            self._progress(
+                f"verified: the app predicted {check.rows} held-out rows "
+                f"({check.correct} of {check.rows} right)",
+                predictions=check.predictions,
+            )
+            self.sandbox.extend(self.job.ttl_seconds)
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.job.ttl_seconds)
+        with session_scope(self.deps.engine) as session:
+            queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
+            queries.mark_live(
+                session, job_id=self.job.id, url=deployment.url, expires_at=expires_at
+            )
+        emit(
+            EventKind.FINISHED,
+            JOB,
+            f"live at {deployment.url}",
+            status=JobStatus.LIVE.value,
+            url=deployment.url,
+            metrics=metrics,
+            expires_at=expires_at.isoformat(),
+        )
+        return self.sandbox
+
+    def cleanup(self) -> None:
+        if self.sandbox is not None:
+            try:
+                self.sandbox.kill()
+            except Exception:  # noqa: BLE001 - cleanup must not hide the real failure
+                log.exception("could not kill sandbox %s", self.sandbox.id)
+        self._update(stage_timings=self.timings)
+
+    @contextmanager
+    def _stage(self, stage: Stage, title: str) -> Iterator[None]:
+        if self.token.is_cancelled():
+            raise JobCancelled("cancelled")
+        self.stage = stage.value
+        try:
+            with session_scope(self.deps.engine) as session:
+                queries.transition(session, job_id=self.job.id, to=STAGE_STATUS[stage])
+        except IllegalTransition as error:
+            raise JobCancelled("cancelled") from error  # only a cancel moves a running job aside
+        self.recorder.emit(EventKind.STARTED, stage, title, status=STAGE_STATUS[stage].value)
+        started = time.monotonic()
+        yield
+        self.timings[stage.value] = round(time.monotonic() - started, 3)
+        self.recorder.emit(EventKind.FINISHED, stage, title, seconds=self.timings[stage.value])
+
+    def _progress(self, message: str, **data: object) -> None:
+        self.recorder.emit(EventKind.PROGRESS, self.stage, message, **data)
+
+    def _update(self, **fields: object) -> None:
+        with session_scope(self.deps.engine) as session:
+            queries.update_job(session, job_id=self.job.id, **fields)
+
+    def _model_name(self) -> str:
+        with session_scope(self.deps.engine) as session:
+            model = queries.get_model(session, model_id=self.job.model_id)
+            return model.name if model else self.job.id[:8]

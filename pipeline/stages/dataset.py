@@ -1,0 +1,395 @@
+"""Stage: load the data set, check it is trainable, describe it, write data.csv.
+
+Sources: a built-in scikit-learn data set by name, an http(s) link (fetched through the
+URL guard) or a local .csv/.txt file. Every problem is a `DatasetError` that says what
+is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+from sklearn import datasets as sk_datasets
+
+from pipeline.codegen.base import TaskSpec, TaskType
+from pipeline.codegen.contract import DATA_FILE
+from pipeline.errors import DatasetError, PipelineError
+from pipeline.netguard import UrlGuard, format_size
+from pipeline.stages.tabular import (
+    is_whole,
+    parse_csv,
+    plain_row,
+    plain_value,
+    profile_column,
+    quote_list,
+    sorted_plain,
+)
+
+MIN_ROWS = 20
+HOLDOUT_ROWS = 3
+SAMPLE_ROWS = 5
+MAX_CLASSES_FOR_NUMBERS = 20  # integer targets with at most this many values are classes
+LOCAL_SUFFIXES = (".csv", ".txt")
+URL_TIMEOUT = 10.0
+URL_TOTAL_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Builtin:
+    loader: Callable[..., Any]
+    target: str
+    named_classes: bool  # map 0, 1, ... to the bunch's target_names
+
+
+BUILTINS: dict[str, Builtin] = {
+    "iris": Builtin(sk_datasets.load_iris, "species", True),
+    "wine": Builtin(sk_datasets.load_wine, "cultivar", True),
+    "breast_cancer": Builtin(sk_datasets.load_breast_cancer, "diagnosis", True),
+    "digits": Builtin(sk_datasets.load_digits, "digit", False),
+    "diabetes": Builtin(sk_datasets.load_diabetes, "disease_progression", False),
+}
+
+
+@dataclass
+class LoadedDataset:
+    spec: TaskSpec
+    data_path: Path
+    holdout: list[dict[str, Any]]  # feature values only, to verify the live app
+    holdout_targets: list[Any]
+    warnings: list[str] = field(default_factory=list)
+    source_description: str = ""
+
+
+@dataclass
+class _Raw:
+    frame: pd.DataFrame
+    label: str  # how messages name the source
+    description: str  # e.g. "built-in iris"
+    name: str
+    default_target: str | None = None  # built-ins know their target
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_dataset(
+    source: str,
+    *,
+    target: str | None,
+    guard: UrlGuard,
+    max_bytes: int,
+    name: str = "",
+    goal: str = "",
+    task: TaskType | None = None,
+    workdir: Path,
+    allow_local_files: bool = True,
+) -> LoadedDataset:
+    """Load `source`, check it, hold out verification rows and write `workdir/data.csv`.
+
+    `allow_local_files=False` refuses paths on this machine (for requests from chat).
+    """
+    raw = _read_source(source, target, guard, max_bytes, allow_local_files)
+    frame = raw.frame
+    warnings = list(raw.warnings)
+    target_col = _resolve_target(raw, target)
+    n_loaded = len(frame)
+
+    frame, task_type = _clean_target(frame, target_col, task, raw.label, warnings)
+    if len(frame.columns) < 2:
+        raise DatasetError(
+            f"{raw.label} has no columns besides the target '{target_col}'; "
+            "at least one feature column is needed to learn from."
+        )
+    holdout_index = _pick_holdout(frame, target_col, task_type)
+    held = frame.loc[holdout_index]
+    train = frame.drop(index=holdout_index).reset_index(drop=True)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_path = workdir / DATA_FILE
+    train.to_csv(data_path, index=False)
+
+    classes: list[Any] = []
+    if task_type is TaskType.CLASSIFICATION:
+        classes = sorted_plain(train[target_col].unique())
+    spec = TaskSpec(
+        name=name.strip() or raw.name,
+        goal=goal.strip() or f"Predict {target_col} from the other columns.",
+        task=task_type,
+        target=target_col,
+        data_file=DATA_FILE,
+        columns=[profile_column(str(c), train[c]) for c in train.columns],
+        n_rows=len(train),
+        sample_rows=[plain_row(row) for row in train.head(SAMPLE_ROWS).to_dict("records")],
+        classes=classes,
+    )
+    features = held.drop(columns=[target_col])
+    return LoadedDataset(
+        spec=spec,
+        data_path=data_path,
+        holdout=[plain_row(row) for row in features.to_dict("records")],
+        holdout_targets=[plain_value(v) for v in held[target_col]],
+        warnings=warnings,
+        source_description=f"{raw.description} ({n_loaded:,} rows)",
+    )
+
+
+# -- sources --------------------------------------------------------------------------
+
+
+def _read_source(
+    source: str, target: str | None, guard: UrlGuard, max_bytes: int, allow_local: bool
+) -> _Raw:
+    text = source.strip()
+    if not text:
+        raise DatasetError(
+            "No data set given; pass a link to a CSV file, a file, "
+            f"or a built-in data set ({', '.join(BUILTINS)})."
+        )
+    builtin = _builtin_key(text)
+    if builtin is not None:
+        return _load_builtin(builtin)
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
+    if scheme:
+        if scheme.group(1).lower() not in ("http", "https"):
+            raise DatasetError(
+                f"{text} is a {scheme.group(1)}:// link; TrainBot only downloads data from "
+                "http(s) links. Upload the file instead."
+            )
+        return _load_url(text, guard, max_bytes)
+    if not allow_local:
+        raise DatasetError(
+            f"{text} is not a link or a built-in data set; give an http(s) link to a CSV "
+            f"file, upload the file, or use one of: {', '.join(BUILTINS)}."
+        )
+    return _load_file(text, max_bytes)
+
+
+def _builtin_key(text: str) -> str | None:
+    key = re.sub(r"[\s-]+", "_", text.lower().removeprefix("sklearn:").strip())
+    return key if key in BUILTINS else None
+
+
+def _load_builtin(key: str) -> _Raw:
+    builtin = BUILTINS[key]
+    bunch = builtin.loader(as_frame=True)
+    frame = bunch.frame.copy()
+    codes = frame.pop("target")
+    if builtin.named_classes:
+        names = {i: str(n) for i, n in enumerate(bunch.target_names)}
+        frame[builtin.target] = codes.map(names).astype(object)
+    else:
+        frame[builtin.target] = codes
+    frame.columns = [str(c) for c in frame.columns]
+    return _Raw(frame, f"The built-in {key} data set", f"built-in {key}", key, builtin.target)
+
+
+def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:
+    try:
+        response = guard.fetch(
+            url,
+            max_bytes=max_bytes,
+            timeout=URL_TIMEOUT,
+            total_timeout=URL_TOTAL_TIMEOUT,
+            accept="text/csv, text/plain;q=0.9, */*;q=0.5",
+        )
+    except PipelineError as exc:
+        raise DatasetError(exc.message, detail=exc.detail) from exc
+    frame, warnings = parse_csv(response.content, url)
+    path = urlsplit(response.final_url).path
+    stem = Path(path).stem or (urlsplit(url).hostname or "dataset")
+    return _Raw(frame, url, _short(url), stem, warnings=warnings)
+
+
+def _load_file(text: str, max_bytes: int) -> _Raw:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DatasetError(
+            f"There is no file at {text}. Check the path, or give an http(s) link "
+            f"or a built-in data set ({', '.join(BUILTINS)})."
+        )
+    if not path.is_file():
+        raise DatasetError(f"{text} is a folder, not a file; point at the CSV file inside it.")
+    if path.suffix.lower() not in LOCAL_SUFFIXES:
+        kind = f"a {path.suffix} file" if path.suffix else "a file without an extension"
+        raise DatasetError(
+            f"{path.name} is {kind}; TrainBot reads .csv or .txt files. "
+            "Export or save the data as CSV first."
+        )
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DatasetError(
+            f"{path.name} is {format_size(size)}, more than the {format_size(max_bytes)} "
+            "limit; use a sample of the data."
+        )
+    frame, warnings = parse_csv(path.read_bytes(), path.name)
+    return _Raw(frame, path.name, path.name, path.stem, warnings=warnings)
+
+
+def _short(url: str, limit: int = 80) -> str:
+    return url if len(url) <= limit else url[: limit - 1] + "…"
+
+
+# -- target and checks ----------------------------------------------------------------
+
+
+def match_column(wanted: str, columns: Sequence[str]) -> str | None:
+    """The column `wanted` names, ignoring case and surrounding spaces; None if none."""
+    key = wanted.strip()
+    if key in columns:
+        return key
+    for normalise in (_loose, _looser):
+        hits = [c for c in columns if normalise(c) == normalise(key)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise DatasetError(
+                f"The target {wanted.strip()!r} matches several columns "
+                f"({quote_list(hits)}); give the exact column name."
+            )
+    return None
+
+
+def _loose(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _looser(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name.casefold())
+
+
+def _resolve_target(raw: _Raw, target: str | None) -> str:
+    columns = [str(c) for c in raw.frame.columns]
+    wanted = (target or "").strip()
+    if raw.default_target is not None:
+        if not wanted or match_column(wanted, [raw.default_target, "target"]) is not None:
+            return raw.default_target
+        raise DatasetError(
+            f"{raw.label} predicts {raw.default_target!r}, not {wanted!r}; "
+            f"leave the target empty or use {raw.default_target!r}."
+        )
+    if not wanted:
+        raise DatasetError(
+            "Which column should TrainBot predict? Give its name as the target column. "
+            f"Columns in {raw.label}: {_column_list(columns)}."
+        )
+    found = match_column(wanted, columns)
+    if found is None:
+        raise DatasetError(
+            f"{raw.label} has no column named {wanted!r}. "
+            f"Available columns: {_column_list(columns)}."
+        )
+    return found
+
+
+def _clean_target(
+    frame: pd.DataFrame,
+    target: str,
+    task: TaskType | None,
+    label: str,
+    warnings: list[str],
+) -> tuple[pd.DataFrame, TaskType]:
+    missing = int(frame[target].isna().sum())
+    if missing:
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+        warnings.append(f"Dropped {missing:,} row(s) with no value for '{target}'.")
+    _require_rows(frame, label)
+    _require_varying(frame, target)
+    task_type = task or infer_task(frame[target])
+    if task_type is TaskType.REGRESSION:
+        numbers = pd.to_numeric(frame[target], errors="coerce")
+        bad = frame[target][numbers.isna()]
+        if len(bad):
+            raise DatasetError(
+                f"'{target}' is not numeric (for example {plain_value(bad.iloc[0])!r}), so it "
+                "cannot be predicted as a number; train a classifier instead, or pick a "
+                "numeric column."
+            )
+        frame[target] = numbers
+        return frame, task_type
+    y = frame[target]
+    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y) and is_whole(y):
+        frame[target] = y.astype("int64")
+    counts = frame[target].value_counts()
+    singles = counts[counts == 1]
+    if len(singles) and len(singles) * 2 > len(frame):
+        raise DatasetError(
+            f"'{target}' has {len(counts):,} different values, most of them appearing once, "
+            "so it cannot be predicted as a category. Pick another target column"
+            + (", or train a regression model." if pd.api.types.is_numeric_dtype(y) else ".")
+        )
+    if len(singles):
+        frame = frame[~frame[target].isin(singles.index)].reset_index(drop=True)
+        warnings.append(
+            f"Dropped {len(singles)} class(es) of '{target}' with a single row "
+            f"({quote_list([plain_value(v) for v in singles.index], limit=5)}); "
+            "each class needs at least 2 rows."
+        )
+        _require_rows(frame, label)
+        _require_varying(frame, target)
+    if len(counts) > 50:
+        warnings.append(
+            f"'{target}' has {len(counts):,} classes; a classifier needs many rows per class "
+            "to do well."
+        )
+    return frame, TaskType.CLASSIFICATION
+
+
+def _require_rows(frame: pd.DataFrame, label: str) -> None:
+    if len(frame) < MIN_ROWS:
+        raise DatasetError(
+            f"{label} has only {len(frame)} usable rows; at least {MIN_ROWS} are needed "
+            "to train and test a model. Add more rows."
+        )
+
+
+def _require_varying(frame: pd.DataFrame, target: str) -> None:
+    values = frame[target].unique()
+    if len(values) < 2:
+        raise DatasetError(
+            f"Every row has {target} = {plain_value(values[0])!r}, so there is nothing to "
+            "learn. Pick a target column whose value varies."
+        )
+
+
+def infer_task(y: pd.Series) -> TaskType:
+    """Classification for text, bool and few whole numbers; regression otherwise."""
+    values = y.dropna()
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return TaskType.CLASSIFICATION
+    if is_whole(values) and values.nunique() <= MAX_CLASSES_FOR_NUMBERS:
+        return TaskType.CLASSIFICATION
+    return TaskType.REGRESSION
+
+
+def _pick_holdout(frame: pd.DataFrame, target: str, task: TaskType) -> list[Any]:
+    """A few rows to verify the live app with; every class keeps >= 2 training rows."""
+    wanted = min(HOLDOUT_ROWS, max(1, len(frame) // 10))
+    if task is TaskType.REGRESSION:
+        return list(frame.sample(n=wanted, random_state=0).index)
+    rng = np.random.default_rng(0)
+    pools = {
+        cls: list(rng.permutation(np.asarray(idx)))
+        for cls, idx in frame.groupby(target, sort=True).groups.items()
+        if len(idx) >= 3
+    }
+    order = sorted(pools, key=lambda cls: -len(pools[cls]))
+    picked: list[Any] = []
+    while len(picked) < wanted:
+        progressed = False
+        for cls in order:
+            if len(picked) < wanted and len(pools[cls]) > 2:
+                picked.append(pools[cls].pop())
+                progressed = True
+        if not progressed:
+            break
+    return picked
+
+
+def _column_list(columns: Sequence[str], limit: int = 25) -> str:
+    shown = ", ".join(columns[:limit])
+    return shown + (f" … and {len(columns) - limit} more" if len(columns) > limit else "")

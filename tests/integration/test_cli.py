@@ -1,0 +1,194 @@
+"""`trainbot` as a person runs it: a real process, a real live app, Ctrl-C to stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sklearn import datasets
+
+from tests.support.messy import write_messy_csv
+
+URL_LINE = re.compile(r"Live app: (http://\S+)")
+
+
+class CliRun:
+    """`trainbot run` in the background, its output collected line by line."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def live_url(self, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if match := URL_LINE.search(line):
+                    return match.group(1)
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError("trainbot run exited:\n" + "\n".join(self.lines))
+            time.sleep(0.1)
+        raise AssertionError("no live URL:\n" + "\n".join(self.lines))
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(30)
+
+    def output(self) -> str:
+        self._reader.join(5)
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINBOT_")}
+    env.pop("DATABASE_URL", None)  # the default: a SQLite file in the working directory
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env
+
+
+def trainbot(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+BUILTINS = {
+    "iris": datasets.load_iris,
+    "wine": datasets.load_wine,
+    "breast_cancer": datasets.load_breast_cancer,
+    "digits": datasets.load_digits,
+    "diabetes": datasets.load_diabetes,
+}
+
+
+@pytest.mark.parametrize("name", list(BUILTINS))
+def test_run_each_builtin_reaches_a_live_app_that_predicts(
+    name: str, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    run = CliRun(["--name", f"demo-{name}", "--dataset", name], tmp_path, cli_env)
+    try:
+        url = run.live_url()
+        loaded = BUILTINS[name](as_frame=True)
+        rows = loaded.data.iloc[:20].to_dict(orient="records")
+        answer = httpx.post(url + "predict", json={"rows": rows}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        if name == "diabetes":
+            truth = loaded.target.iloc[:20].to_numpy()
+            assert all(isinstance(p, float) for p in predictions)
+            assert sum(abs(p - t) for p, t in zip(predictions, truth, strict=True)) / 20 < 60
+        else:
+            names = getattr(loaded, "target_names", None)
+            truth = [
+                str(names[t]) if name != "digits" else str(t) for t in loaded.target.iloc[:20]
+            ]
+            right = sum(str(p) == t for p, t in zip(predictions, truth, strict=True))
+            assert right >= 18, (predictions, truth)
+        assert run.interrupt() == 0
+        assert "Stopped the live app" in run.output()
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    status = trainbot(tmp_path, cli_env, "jobs")
+    assert f"demo-{name}" in status.stdout and "expired" in status.stdout
+
+
+def test_messy_csv_trains_and_serves_without_hand_edits(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    csv = write_messy_csv(tmp_path / "customers.csv")
+    run = CliRun(
+        ["--name", "churn", "--dataset", str(csv), "--target", " churned? ", "--goal", "who churns"],
+        tmp_path,
+        cli_env,
+    )
+    try:
+        url = run.live_url()
+        schema = httpx.get(url + "schema").json()
+        assert "Customer ID" in {d["name"] for d in schema["dropped"]}
+        features = {f["name"]: f["type"] for f in schema["features"]}
+        assert features["Signup Date"] == "date"
+        assert features["Plan Type"] == "category"
+        row = {
+            "Customer ID": "CUST-99999",
+            "Tenure (months)": 3,
+            "Monthly Income ($)": None,
+            "Plan Type": "Basic",
+            "# Support Calls": 6,
+            "Signup Date": "2023-02-01",
+        }
+        answer = httpx.post(url + "predict", json={"rows": [row]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0] in {"Yes", "No"}
+        assert run.interrupt() == 0
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    out = run.output()
+    assert "baseline" in out
+
+
+def test_status_logs_jobs_and_cancel_commands(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    empty = trainbot(tmp_path, cli_env, "jobs")
+    assert empty.returncode == 0 and "No jobs yet" in empty.stdout
+
+    failing = trainbot(tmp_path, cli_env, "run", "--name", "bad", "--dataset", "missing.csv", "--target", "y")
+    assert failing.returncode == 1
+    assert "missing.csv" in failing.stderr and "Traceback" not in failing.stderr + failing.stdout
+    job_id = re.search(r"Job ([0-9a-f]{8}) queued", failing.stdout).group(1)  # type: ignore[union-attr]
+
+    status = trainbot(tmp_path, cli_env, "status", job_id)
+    assert status.returncode == 0
+    assert "failed" in status.stdout and "missing.csv" in status.stdout
+
+    logs = trainbot(tmp_path, cli_env, "logs", job_id)
+    assert "[dataset]" in logs.stdout and "failed" in logs.stdout
+
+    cancel = trainbot(tmp_path, cli_env, "cancel", job_id)
+    assert cancel.returncode == 2 and "nothing to cancel" in cancel.stderr
+
+    unknown = trainbot(tmp_path, cli_env, "status", "deadbeef")
+    assert unknown.returncode == 2 and "no job has the id deadbeef" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_cancel_from_another_process_stops_a_live_app(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    run = CliRun(["--name", "x", "--dataset", "iris"], tmp_path, cli_env)
+    try:
+        url = run.live_url()
+        job_id = re.search(r"Job ([0-9a-f]{8}) queued", run.output()).group(1)  # type: ignore[union-attr]
+        assert trainbot(tmp_path, cli_env, "cancel", job_id).returncode == 0
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url + "health", timeout=2)
+        assert run.proc.wait(30) == 0  # the run command notices and exits
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()

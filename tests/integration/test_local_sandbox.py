@@ -1,0 +1,583 @@
+"""The local sandbox for real: processes, limits, bubblewrap isolation, servers on loopback."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import SandboxError
+from pipeline.sandbox.base import CommandResult
+from pipeline.sandbox.local import LocalSandbox, LocalSandboxProvider
+
+PROJECT = Path(__file__).resolve().parents[2]
+ISOLATIONS = [
+    "process",
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed"),
+    ),
+]
+bwrap_only = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+
+SERVER = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, *args):
+        pass
+
+print("serving", flush=True)
+HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Hello).serve_forever()
+"""
+
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-secret-bot-token",
+    "SLACK_SIGNING_SECRET": "signing-secret-value",
+    "GROQ_API_KEY": "gsk_secret_groq_key",
+    "E2B_API_KEY": "e2b_secret_key",
+    "DATABASE_URL": "postgresql://user:pw@db/trainbot",
+    "TRAINBOT_API_TOKEN": "trainbot-secret-api-token",
+}
+
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def make_provider(
+    root: Path,
+    isolation: str,
+    *,
+    memory_mb: int = 4096,
+    cpu_seconds: int = 60,
+    file_size_mb: int = 64,
+) -> LocalSandboxProvider:
+    return LocalSandboxProvider(
+        root,
+        memory_mb=memory_mb,
+        cpu_seconds=cpu_seconds,
+        file_size_mb=file_size_mb,
+        isolation=isolation,
+    )
+
+
+@pytest.fixture(params=ISOLATIONS)
+def isolation(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "sandboxes"
+
+
+@pytest.fixture
+def provider(root: Path, isolation: str) -> LocalSandboxProvider:
+    return make_provider(root, isolation)
+
+
+@pytest.fixture
+def sandbox(provider: LocalSandboxProvider) -> Iterator[LocalSandbox]:
+    sandbox = provider.create(job_id="3f2a9c1e-test", timeout=600)
+    yield sandbox
+    sandbox.kill()
+
+
+def run_python(
+    sandbox: LocalSandbox,
+    code: str,
+    *,
+    timeout: float = 60,
+    on_output: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    network: bool = False,
+    env: dict[str, str] | None = None,
+) -> CommandResult:
+    sandbox.write_file("main.py", code)
+    return sandbox.run(
+        ["python", "main.py"],
+        timeout=timeout,
+        env=env,
+        on_output=on_output,
+        should_stop=should_stop,
+        network=network,
+    )
+
+
+def get(url: str) -> bytes:
+    with _no_proxy.open(url, timeout=2) as response:
+        return bytes(response.read())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def answers(url: str) -> bool:
+    try:
+        return get(url) == b"hello"
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def start_hello_server(sandbox: LocalSandbox) -> str:
+    sandbox.write_file("app.py", SERVER)
+    port = sandbox.app_port()
+    sandbox.start_server(["python", "app.py"], port=port, env={"HOST": "127.0.0.1"})
+    url = sandbox.url_for(port)
+    assert wait_until(lambda: answers(url)), sandbox.server_exited()
+    return url
+
+
+# Files
+
+
+def test_files_round_trip_inside_the_working_directory(sandbox: LocalSandbox) -> None:
+    sandbox.write_file("data/train.csv", "a,b\n1,2\n")
+    sandbox.write_file("blob.bin", b"\x00\x01\xff")
+
+    assert sandbox.read_file("data/train.csv") == b"a,b\n1,2\n"
+    assert sandbox.read_file("./blob.bin") == b"\x00\x01\xff"
+    assert (sandbox.workdir / "data" / "train.csv").is_file()
+    result = run_python(sandbox, "print(open('data/train.csv').read().splitlines()[1])")
+    assert result.stdout == "1,2"
+    with pytest.raises(FileNotFoundError):
+        sandbox.read_file("missing.txt")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../escape.txt", "data/../../escape.txt", ""])
+def test_paths_outside_the_sandbox_are_rejected(sandbox: LocalSandbox, path: str) -> None:
+    with pytest.raises(SandboxError):
+        sandbox.write_file(path, "x")
+    with pytest.raises(SandboxError):
+        sandbox.read_file(path)
+    assert not (sandbox.directory.parent / "escape.txt").exists()
+
+
+def test_links_and_pipes_planted_by_the_code_are_not_followed(
+    sandbox: LocalSandbox, tmp_path: Path
+) -> None:
+    secret = tmp_path / "outside.txt"
+    secret.write_text("host secret")
+    code = f"""
+import os
+os.symlink({str(secret)!r}, "model.joblib")
+os.makedirs("real")
+os.symlink({str(tmp_path)!r}, "linked_dir")
+os.mkfifo("pipe")
+"""
+    assert run_python(sandbox, code).ok
+
+    for path in ("model.joblib", "linked_dir/outside.txt", "pipe"):
+        with pytest.raises(SandboxError):
+            sandbox.read_file(path)
+    with pytest.raises(SandboxError):
+        sandbox.write_file("model.joblib", "overwrite")
+    assert secret.read_text() == "host secret"
+
+
+# Running commands
+
+
+def test_output_streams_line_by_line_in_order(sandbox: LocalSandbox) -> None:
+    code = """
+import sys, time
+print("out 1")
+time.sleep(0.3)
+print("err 1", file=sys.stderr)
+time.sleep(0.3)
+print("out 2", end="")
+"""
+    seen: list[tuple[float, str]] = []
+    result = run_python(sandbox, code, on_output=lambda line: seen.append((time.monotonic(), line)))
+
+    assert [line for _, line in seen] == ["out 1", "err 1", "out 2"]
+    assert seen[1][0] - seen[0][0] > 0.15  # streamed as it came, not all at the end
+    assert result.stdout == "out 1\nout 2"
+    assert result.stderr == "err 1"
+    assert result.ok
+
+
+def test_result_keeps_only_a_tail_of_long_output(sandbox: LocalSandbox) -> None:
+    lines: list[str] = []
+    result = run_python(sandbox, "for i in range(5000): print('line', i)", on_output=lines.append)
+
+    assert len(lines) == 5000
+    tail = result.stdout.splitlines()
+    assert tail[-1] == "line 4999"
+    assert len(tail) <= 200
+
+
+def test_exit_code_is_reported(sandbox: LocalSandbox) -> None:
+    result = run_python(sandbox, "import sys; print('bye'); sys.exit(3)")
+
+    assert result.exit_code == 3
+    assert not result.ok
+    assert not result.timed_out
+
+
+def test_service_secrets_never_reach_the_code(
+    sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    code = "import json, os; open('env.json', 'w').write(json.dumps(dict(os.environ)))"
+
+    assert run_python(sandbox, code, env={"PORT": "8000"}).ok
+
+    dumped = sandbox.read_file("env.json").decode()
+    environment = json.loads(dumped)
+    assert environment["PORT"] == "8000"
+    assert environment["MPLBACKEND"] == "Agg"
+    for name, value in SECRETS.items():
+        assert name not in dumped
+        assert value not in dumped
+    assert not [name for name in environment if name.startswith(("SLACK", "TRAINBOT", "E2B"))]
+
+
+def test_timeout_kills_the_command_and_its_children(sandbox: LocalSandbox) -> None:
+    code = """
+import subprocess, sys
+child = "import time\\nwhile True:\\n    open('heartbeat', 'a').write('.')\\n    time.sleep(0.1)"
+subprocess.Popen([sys.executable, "-c", child])
+print("started", flush=True)
+import time; time.sleep(300)
+"""
+    started = time.monotonic()
+    result = run_python(sandbox, code, timeout=2)
+
+    assert result.timed_out
+    assert result.exit_code is None
+    assert time.monotonic() - started < 10
+    beats = sandbox.read_file("heartbeat")
+    time.sleep(0.6)
+    assert sandbox.read_file("heartbeat") == beats  # the child died too
+
+
+def test_should_stop_cancels_the_command(sandbox: LocalSandbox) -> None:
+    asked_at = time.monotonic() + 1.0
+    started = time.monotonic()
+    result = run_python(
+        sandbox, "import time; time.sleep(300)", should_stop=lambda: time.monotonic() > asked_at
+    )
+
+    assert result.cancelled
+    assert result.exit_code is None
+    assert not result.timed_out
+    assert time.monotonic() - started < 5
+
+
+def test_kill_during_a_run_cancels_it(sandbox: LocalSandbox) -> None:
+    killer = threading.Timer(1.0, sandbox.kill)
+    killer.start()
+    started = time.monotonic()
+    result = run_python(sandbox, "import time; time.sleep(300)")
+    killer.join()
+
+    assert result.cancelled
+    assert time.monotonic() - started < 10
+    assert not sandbox.directory.exists()
+
+
+def test_cpu_limit_stops_a_busy_loop(root: Path, isolation: str) -> None:
+    sandbox = make_provider(root, isolation, cpu_seconds=1).create(job_id="cpu", timeout=60)
+    try:
+        started = time.monotonic()
+        result = run_python(sandbox, "while True: pass", timeout=60)
+    finally:
+        sandbox.kill()
+
+    assert time.monotonic() - started < 20
+    assert not result.timed_out
+    assert result.exit_code not in (0, None)
+    assert "CPU time limit of 1 s reached" in result.stderr
+
+
+def test_memory_limit_stops_a_large_allocation(root: Path, isolation: str) -> None:
+    sandbox = make_provider(root, isolation, memory_mb=512).create(job_id="mem", timeout=60)
+    try:
+        result = run_python(sandbox, "block = bytearray(2 * 1024 ** 3)")
+    finally:
+        sandbox.kill()
+
+    assert result.exit_code == 1
+    assert "MemoryError" in result.stderr
+
+
+def test_file_size_limit_stops_a_large_file(root: Path, isolation: str) -> None:
+    sandbox = make_provider(root, isolation, file_size_mb=1).create(job_id="fsize", timeout=60)
+    try:
+        result = run_python(sandbox, "open('big.bin', 'wb').write(b'x' * (2 * 1024 * 1024))")
+        size = (sandbox.workdir / "big.bin").stat().st_size
+    finally:
+        sandbox.kill()
+
+    assert result.exit_code not in (0, None)
+    assert "File too large" in result.stderr
+    assert size <= 1024 * 1024
+
+
+def test_training_libraries_work_under_the_default_memory_limit(sandbox: LocalSandbox) -> None:
+    code = """
+import joblib, matplotlib.pyplot as plt, numpy as np, pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+rng = np.random.default_rng(0)
+frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
+target = (frame.a + frame.b > 0).astype(int)
+model = LogisticRegression().fit(frame, target)
+RandomForestClassifier(n_estimators=20, n_jobs=2).fit(frame, target)
+joblib.dump(model, "model.joblib")
+plt.plot([1, 2, 3])
+plt.savefig("plot.png")
+print("score", round(model.score(frame, target), 2))
+"""
+    result = run_python(sandbox, code, timeout=120)
+
+    assert result.ok, result.stderr
+    assert result.stdout.startswith("score")
+    assert sandbox.read_file("plot.png").startswith(b"\x89PNG")
+    assert len(sandbox.read_file("model.joblib")) > 100
+
+
+# bubblewrap isolation
+
+
+@bwrap_only
+def test_bubblewrap_hides_the_host_filesystem(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    database = tmp_path_factory.mktemp("service") / "trainbot.db"
+    database.write_text("jobs")
+    sandbox = make_provider(root, "bwrap").create(job_id="fs", timeout=60)
+    probes = {
+        "database": ["open", str(database)],
+        "project": ["listdir", str(PROJECT)],
+        "cwd": ["listdir", os.getcwd()],
+        "sandboxes": ["listdir", str(root)],
+        "shadow": ["open", "/etc/shadow"],
+    }
+    code = f"""
+import json, os
+outcomes = {{}}
+for name, (kind, path) in {probes!r}.items():
+    try:
+        open(path).read() if kind == "open" else os.listdir(path)
+        outcomes[name] = "visible"
+    except OSError as error:
+        outcomes[name] = type(error).__name__
+outcomes["uid"] = os.getuid()
+print(json.dumps(outcomes))
+"""
+    try:
+        result = run_python(sandbox, code)
+    finally:
+        sandbox.kill()
+
+    outcomes = json.loads(result.stdout)
+    assert outcomes["database"] == "FileNotFoundError"
+    assert outcomes["project"] == "FileNotFoundError"
+    assert outcomes["cwd"] == "FileNotFoundError"
+    assert outcomes["sandboxes"] == "FileNotFoundError"
+    assert outcomes["shadow"] == "FileNotFoundError"
+    assert outcomes["uid"] != 0
+    assert sandbox.isolation.startswith("bubblewrap: private filesystem")
+
+
+@bwrap_only
+@pytest.mark.parametrize("network", [False, True])
+def test_bubblewrap_network_only_when_asked(root: Path, network: bool) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    sandbox = make_provider(root, "bwrap").create(job_id="net", timeout=60)
+    code = f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+    print("connected")
+except OSError as error:
+    print("blocked", type(error).__name__)
+"""
+    try:
+        result = run_python(sandbox, code, network=network)
+    finally:
+        sandbox.kill()
+        listener.close()
+
+    assert result.stdout.startswith("connected" if network else "blocked")
+
+
+# Servers
+
+
+def test_server_answers_on_its_url_and_kill_stops_it(sandbox: LocalSandbox) -> None:
+    url = start_hello_server(sandbox)
+
+    assert url.startswith("http://127.0.0.1:")
+    assert sandbox.server_exited() is None
+    sandbox.kill()
+    assert wait_until(lambda: not answers(url), timeout=10)
+    assert not sandbox.directory.exists()
+    sandbox.kill()  # idempotent
+    with pytest.raises(SandboxError):
+        sandbox.run(["python", "-c", "pass"], timeout=5)
+
+
+def test_crashing_server_reports_its_exit_and_stderr(sandbox: LocalSandbox) -> None:
+    sandbox.write_file("app.py", "import sys\nprint('no model file', file=sys.stderr)\nsys.exit(4)")
+    sandbox.start_server(["python", "app.py"], port=sandbox.app_port())
+
+    assert wait_until(lambda: sandbox.server_exited() is not None)
+    result = sandbox.server_exited()
+    assert result is not None
+    assert result.exit_code == 4
+    assert "no model file" in result.stderr
+
+
+def test_server_outlives_the_thread_that_started_it(sandbox: LocalSandbox) -> None:
+    # A child's parent-death signal fires when the thread that forked it exits.
+    urls: list[str] = []
+
+    def start() -> None:
+        urls.append(start_hello_server(sandbox))
+        time.sleep(0.5)
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+    time.sleep(1.0)
+
+    assert answers(urls[0])
+    assert sandbox.server_exited() is None
+
+
+def test_provider_in_another_process_kills_a_sandbox_by_id(
+    root: Path, isolation: str, sandbox: LocalSandbox
+) -> None:
+    url = start_hello_server(sandbox)
+    other = make_provider(root, isolation)  # knows the sandbox only by its directory
+
+    assert other.kill(sandbox.id)
+    assert wait_until(lambda: not answers(url), timeout=10)
+    assert wait_until(lambda: sandbox.server_exited() is not None, timeout=10)
+    assert not sandbox.directory.exists()
+    assert not other.kill(sandbox.id)
+    assert not other.kill("../sandboxes")
+    assert not other.kill("local-nothere-0000abcd")
+
+
+def test_garbage_collected_sandbox_cleans_up(provider: LocalSandboxProvider) -> None:
+    sandbox = provider.create(job_id="gc", timeout=60)
+    url = start_hello_server(sandbox)
+    directory = sandbox.directory
+    del sandbox
+    gc.collect()
+
+    assert wait_until(lambda: not answers(url), timeout=10)
+    assert not directory.exists()
+
+
+def test_server_dies_with_the_service_process(root: Path, isolation: str) -> None:
+    script = f"""
+import sys, time
+from pathlib import Path
+from pipeline.sandbox.local import LocalSandboxProvider
+provider = LocalSandboxProvider(Path({str(root)!r}), memory_mb=4096, cpu_seconds=60,
+                                file_size_mb=64, isolation={isolation!r})
+sandbox = provider.create(job_id="parent", timeout=60)
+sandbox.write_file("app.py", {SERVER!r})
+port = sandbox.app_port()
+sandbox.start_server(["python", "app.py"], port=port, env={{"HOST": "127.0.0.1"}})
+print(sandbox.url_for(port), flush=True)
+time.sleep(300)
+"""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    service = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert service.stdout is not None
+        url = service.stdout.readline().strip()
+        assert wait_until(lambda: answers(url))
+        service.send_signal(signal.SIGKILL)
+        service.wait()
+        assert wait_until(lambda: not answers(url), timeout=10)
+    finally:
+        service.kill()
+        service.wait()
+        if service.stdout is not None:
+            service.stdout.close()
+
+
+# Choosing the isolation
+
+
+def test_isolation_descriptions(root: Path) -> None:
+    process = make_provider(root, "process", memory_mb=4096, cpu_seconds=900, file_size_mb=512)
+
+    assert process.isolation == (
+        "process limits only (bubblewrap disabled): scrubbed environment, own working "
+        "directory, host filesystem visible, network open, CPU 900 s, memory 4096 MB, "
+        "files 512 MB"
+    )
+    if shutil.which("bwrap"):
+        bwrap = make_provider(root, "bwrap", memory_mb=4096, cpu_seconds=900, file_size_mb=512)
+        assert bwrap.isolation == (
+            "bubblewrap: private filesystem, no network for training, CPU 900 s, "
+            "memory 4096 MB, files 512 MB"
+        )
+        assert make_provider(root, "auto").mode == "bwrap"
+
+
+def test_without_bubblewrap_auto_falls_back_and_bwrap_refuses(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap to be found
+
+    fallback = make_provider(root, "auto")
+    assert fallback.mode == "process"
+    assert fallback.isolation.startswith("process limits only (bubblewrap not available)")
+    with pytest.raises(SandboxError):
+        make_provider(root, "bwrap")
+    with pytest.raises(ValueError):
+        make_provider(root, "docker")
+
+
+def test_sandbox_ids_name_the_job(provider: LocalSandboxProvider, root: Path) -> None:
+    sandbox = provider.create(job_id="3F2A9C1E-5B7D-4C1A", timeout=60)
+    try:
+        assert sandbox.id.startswith("local-3f2a9c1e-")
+        assert sandbox.directory == root / sandbox.id
+        assert sandbox.url_for(8123) == "http://127.0.0.1:8123"
+        before = sandbox.deadline
+        sandbox.extend(3600)
+        assert sandbox.deadline > before
+    finally:
+        sandbox.kill()

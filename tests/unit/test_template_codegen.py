@@ -1,0 +1,95 @@
+"""The offline template generator: both scripts, valid Python, sandbox-only imports, stable."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+import pytest
+
+from pipeline.codegen.base import ColumnInfo, GeneratedCode, TaskSpec, TaskType
+from pipeline.codegen.contract import (
+    APP_SCRIPT,
+    CHART_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    REQUIRED_SOURCES,
+    SCHEMA_FILE,
+    TASK_FILE,
+    TRAIN_SCRIPT,
+)
+from pipeline.codegen.template import TemplateGenerator
+
+# What the sandbox offers the generated scripts besides the standard library.
+SANDBOX_PACKAGES = {"numpy", "pandas", "sklearn", "joblib", "matplotlib"}
+ALLOWED_IMPORTS = SANDBOX_PACKAGES | set(sys.stdlib_module_names) | {"__future__"}
+
+
+def spec(task: TaskType = TaskType.CLASSIFICATION, target: str = "species") -> TaskSpec:
+    return TaskSpec(
+        name="flowers",
+        goal="predict the species",
+        task=task,
+        target=target,
+        data_file="data.csv",
+        columns=[ColumnInfo("petal length", "float64", "number", 0, 40, [1.4, 4.7])],
+        n_rows=150,
+        sample_rows=[{"petal length": 1.4, target: "setosa"}],
+        classes=["setosa", "versicolor"] if task is TaskType.CLASSIFICATION else [],
+    )
+
+
+@pytest.fixture(scope="module")
+def generated() -> GeneratedCode:
+    return TemplateGenerator().generate(spec(), [])
+
+
+def test_generator_identifies_itself(generated: GeneratedCode) -> None:
+    assert TemplateGenerator.name == "template"
+    assert generated.provider == "template"
+    assert generated.requirements == []
+
+
+def test_returns_both_required_scripts(generated: GeneratedCode) -> None:
+    assert set(generated.files) == set(REQUIRED_SOURCES)
+    assert all(source.strip() for source in generated.files.values())
+
+
+@pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
+def test_scripts_compile(generated: GeneratedCode, file_name: str) -> None:
+    compile(generated.files[file_name], file_name, "exec")
+
+
+@pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
+def test_scripts_import_only_what_the_sandbox_has(generated: GeneratedCode, file_name: str) -> None:
+    tree = ast.parse(generated.files[file_name])
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    outside = imported - ALLOWED_IMPORTS
+    assert not outside, f"{file_name} imports {outside}, which the sandbox does not have"
+
+
+def test_train_script_reads_and_writes_the_contract_files(generated: GeneratedCode) -> None:
+    train = generated.files[TRAIN_SCRIPT]
+    for name in (TASK_FILE, MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE):
+        assert f'"{name}"' in train, f"train.py never mentions {name}"
+    app = generated.files[APP_SCRIPT]
+    for name in (MODEL_FILE, METRICS_FILE, SCHEMA_FILE):
+        assert f'"{name}"' in app, f"app.py never mentions {name}"
+
+
+def test_output_is_deterministic() -> None:
+    first = TemplateGenerator().generate(spec(), [])
+    again = TemplateGenerator().generate(spec(), [])
+    assert first == again
+
+
+def test_scripts_do_not_depend_on_the_spec() -> None:
+    """The scripts read task.json at run time, so every task gets the same tested code."""
+    a = TemplateGenerator().generate(spec(), [])
+    b = TemplateGenerator().generate(spec(TaskType.REGRESSION, target="price"), [])
+    assert a.files == b.files
