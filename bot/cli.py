@@ -28,7 +28,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 POLL_SECONDS = 0.2
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, logs) gets full-width lines instead of an 80-column wrap.
+_PIPED_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

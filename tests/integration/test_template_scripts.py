@@ -201,13 +201,16 @@ def test_messy_csv_trains_with_its_own_column_analysis(trained: Callable[[str], 
     assert 'dropped "Customer ID"' in log
 
 
-def test_rows_without_a_target_are_dropped(tmp_path: Path) -> None:
+def test_rows_without_a_target_are_dropped_and_labels_kept(tmp_path: Path) -> None:
     frame = builtin_frame("iris")
     frame.loc[frame.index[:10], "target"] = None
     prepare_workdir(tmp_path, frame, target="target", task="classification")
     result = train_ok(tmp_path)
     assert "loaded 140 rows" in result.stdout
     assert read_json(tmp_path / METRICS_FILE)["n_train"] == 112
+    # The gaps made the CSV column float: labels stay 0.0, 1.0, 2.0 as the pipeline sees them.
+    classes = read_json(tmp_path / SCHEMA_FILE)["classes"]
+    assert classes == [0.0, 1.0, 2.0] and all(isinstance(c, float) for c in classes)
 
 
 def _rewrite_task(workdir: Path, **changes: Any) -> None:

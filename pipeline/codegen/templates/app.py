@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+# One BLAS thread: small models gain nothing from more, and a shared sandbox
+# slows to a crawl when OpenBLAS threads compete for the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import joblib
 import numpy as np
 import pandas as pd

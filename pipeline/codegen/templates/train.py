@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One BLAS thread: small models gain nothing from more, and a shared sandbox
+# slows to a crawl when OpenBLAS threads compete for the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import json
 import operator
@@ -127,14 +132,9 @@ def prepare_target(frame: pd.DataFrame, target: str, task: str) -> tuple[pd.Data
 
 
 def plain_labels(y: pd.Series) -> pd.Series:
-    """Class labels as plain ints or strings so they survive JSON unchanged."""
-    if pd.api.types.is_bool_dtype(y):
-        return y.astype(str)
-    if pd.api.types.is_numeric_dtype(y):
-        values = y.astype(float)
-        if np.all(np.equal(np.mod(values, 1), 0)):
-            return values.astype(np.int64)
-        return y.astype(str)
+    """Class labels exactly as read (1.0 stays 1.0: the pipeline compares them as text)."""
+    if pd.api.types.is_bool_dtype(y) or pd.api.types.is_numeric_dtype(y):
+        return y
     return y.astype(str).astype(object)
 
 
@@ -457,7 +457,7 @@ def build_schema(
         "target": target,
         "task": task,
         "features": [feature_schema(c, X[c.name], row[c.name]) for c in used],
-        "classes": [plain(c) for c in classes],
+        "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
         "metrics": metrics,
         "dropped": [{"name": c.name, "reason": c.reason} for c in columns if c.type == "drop"],
     }
