@@ -12,6 +12,7 @@ from pipeline.netguard import UrlGuard
 from pipeline.runner import PipelineDeps
 from pipeline.sandbox.base import SandboxProvider
 from pipeline.settings import Settings
+from pipeline.sources import ExternalSource
 from pipeline.worker import JobWorker
 from storage.db import make_engine, upgrade
 
@@ -63,6 +64,7 @@ def bootstrap(
     engine: Engine | None = None,
     codegen: CodeGenerator | None = None,
     sandboxes: SandboxProvider | None = None,
+    sources: dict[str, ExternalSource] | None = None,
 ) -> Services:
     """Builds the services. Tests pass their own fakes for any part."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,5 +75,6 @@ def bootstrap(
         sandboxes=sandboxes or build_sandboxes(settings),
         guard=UrlGuard(allow_private=settings.allow_private_urls),
         sink=sink,
+        sources=sources or {},
     )
     return Services(settings=settings, deps=deps, worker=JobWorker(deps))

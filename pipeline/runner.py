@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from pipeline.netguard import UrlGuard
 from pipeline.recorder import JobRecorder
 from pipeline.sandbox.base import Sandbox, SandboxProvider
 from pipeline.settings import Settings
+from pipeline.sources import ExternalSource
 from pipeline.stages.codegen import generate_code
 from pipeline.stages.dataset import load_dataset
 from pipeline.stages.deploy import deploy_app
@@ -48,6 +49,7 @@ class PipelineDeps:
     sandboxes: SandboxProvider
     guard: UrlGuard
     sink: ProgressSink
+    sources: dict[str, ExternalSource] = field(default_factory=dict)
 
 
 class JobRunner:
@@ -140,6 +142,8 @@ class _Attempt:
                 goal=self.job.goal,
                 task=TaskType(self.job.task_type) if self.job.task_type else None,
                 workdir=self.workdir,
+                allow_local_files=self.job.origin == "cli",
+                external=self.deps.sources,
             )
             for warning in dataset.warnings:
                 emit(EventKind.WARNING, Stage.DATASET, warning)

@@ -65,6 +65,13 @@ class TrainingJob(SQLModel, table=True):
     resources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="", max_length=100)
     channel_id: str | None = Field(default=None, max_length=50, index=True)
+    # Where the request came from ("cli", "slack", "api"); only the CLI may name local files.
+    origin: str = Field(default="cli", max_length=16)
+    # Identifies one submission (e.g. a Slack view and its state) so a retried delivery
+    # finds the job it already created instead of creating another.
+    request_key: str | None = Field(default=None, max_length=64, unique=True)
+    # The status card that follows this job in its channel (a Slack message ts).
+    card_ts: str | None = Field(default=None, max_length=32)
     ttl_seconds: int = Field(default=3600)
     codegen_provider: str | None = Field(default=None, max_length=32)
     sandbox_provider: str | None = Field(default=None, max_length=32)

@@ -41,8 +41,18 @@ def create_job(
     requested_by: str = "",
     channel_id: str | None = None,
     ttl_seconds: int = 3600,
+    origin: str = "cli",
+    request_key: str | None = None,
 ) -> TrainingJob:
-    """Records the model and its first training job, queued."""
+    """Records the model and its first training job, queued.
+
+    With a `request_key`, a second call for the same request returns the job the first one
+    created. (Two racing calls: the loser's flush raises IntegrityError; call again.)
+    """
+    if request_key is not None:
+        existing = get_job_by_request_key(session, request_key=request_key)
+        if existing is not None:
+            return existing
     model = AiModel(
         name=name,
         goal=goal,
@@ -64,10 +74,16 @@ def create_job(
         requested_by=requested_by,
         channel_id=channel_id,
         ttl_seconds=ttl_seconds,
+        origin=origin,
+        request_key=request_key,
     )
     session.add(job)
     session.flush()
     return job
+
+
+def get_job_by_request_key(session: Session, *, request_key: str) -> TrainingJob | None:
+    return session.exec(select(TrainingJob).where(TrainingJob.request_key == request_key)).first()
 
 
 def create_retry(session: Session, *, job_id: str, requested_by: str | None = None) -> TrainingJob:
@@ -93,6 +109,7 @@ def create_retry(session: Session, *, job_id: str, requested_by: str | None = No
         requested_by=requested_by if requested_by is not None else old.requested_by,
         channel_id=old.channel_id,
         ttl_seconds=old.ttl_seconds,
+        origin=old.origin,
     )
     session.add(job)
     session.flush()
@@ -203,6 +220,7 @@ UPDATABLE_FIELDS = frozenset(
         "artifacts",
         "stage_timings",
         "expires_at",
+        "card_ts",
     }
 )
 

@@ -45,7 +45,9 @@ class Sandbox(Protocol):
         """Run to completion (or timeout / stop), streaming output lines to `on_output`."""
         ...
 
-    def start_server(self, command: list[str], *, port: int, env: Mapping[str, str] | None = None) -> None:
+    def start_server(
+        self, command: list[str], *, port: int, env: Mapping[str, str] | None = None
+    ) -> None:
         """Start a long-running process in the background with no command timeout."""
         ...
 

@@ -8,7 +8,7 @@ is wrong and what to do about it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from pipeline.codegen.base import TaskSpec, TaskType
 from pipeline.codegen.contract import DATA_FILE
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.netguard import UrlGuard, format_size
+from pipeline.sources import ExternalSource
 from pipeline.stages.tabular import (
     is_whole,
     parse_csv,
@@ -88,12 +89,14 @@ def load_dataset(
     task: TaskType | None = None,
     workdir: Path,
     allow_local_files: bool = True,
+    external: Mapping[str, ExternalSource] | None = None,
 ) -> LoadedDataset:
     """Load `source`, check it, hold out verification rows and write `workdir/data.csv`.
 
     `allow_local_files=False` refuses paths on this machine (for requests from chat).
+    `external` maps prefixes such as "slack-file" to sources of uploaded files.
     """
-    raw = _read_source(source, target, guard, max_bytes, allow_local_files)
+    raw = _read_source(source, guard, max_bytes, allow_local_files, external or {})
     frame = raw.frame
     warnings = list(raw.warnings)
     target_col = _resolve_target(raw, target)
@@ -142,7 +145,11 @@ def load_dataset(
 
 
 def _read_source(
-    source: str, target: str | None, guard: UrlGuard, max_bytes: int, allow_local: bool
+    source: str,
+    guard: UrlGuard,
+    max_bytes: int,
+    allow_local: bool,
+    external: Mapping[str, ExternalSource],
 ) -> _Raw:
     text = source.strip()
     if not text:
@@ -153,6 +160,9 @@ def _read_source(
     builtin = _builtin_key(text)
     if builtin is not None:
         return _load_builtin(builtin)
+    prefix, _, reference = text.partition(":")
+    if prefix in external:
+        return _load_external(external[prefix], reference, max_bytes)
     scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
     if scheme:
         if scheme.group(1).lower() not in ("http", "https"):
@@ -203,6 +213,17 @@ def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:
     path = urlsplit(response.final_url).path
     stem = Path(path).stem or (urlsplit(url).hostname or "dataset")
     return _Raw(frame, url, _short(url), stem, warnings=warnings)
+
+
+def _load_external(source: ExternalSource, reference: str, max_bytes: int) -> _Raw:
+    data = source.fetch(reference, max_bytes=max_bytes)
+    if len(data.content) > max_bytes:
+        raise DatasetError(
+            f"{data.name} is {format_size(len(data.content))}, more than the "
+            f"{format_size(max_bytes)} limit; use a sample of the data."
+        )
+    frame, warnings = parse_csv(data.content, data.name)
+    return _Raw(frame, data.name, f"uploaded {data.name}", Path(data.name).stem, warnings=warnings)
 
 
 def _load_file(text: str, max_bytes: int) -> _Raw:

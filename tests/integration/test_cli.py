@@ -131,6 +131,9 @@ def test_messy_csv_trains_and_serves_without_hand_edits(
     try:
         url = run.live_url()
         schema = httpx.get(url + "schema").json()
+        metrics = schema["metrics"]  # 85% "No": the headline metric must not flatter the majority
+        assert metrics["metric"] == "balanced_accuracy"
+        assert metrics["score"] > metrics["baseline"]
         assert "Customer ID" in {d["name"] for d in schema["dropped"]}
         features = {f["name"]: f["type"] for f in schema["features"]}
         assert features["Signup Date"] == "date"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -193,3 +193,42 @@ def test_list_jobs_filters_and_orders_newest_first(engine: Engine) -> None:
         assert [j.id for j in queries.list_jobs(session, channel_id="C1")] == [second, first]
         assert [j.id for j in queries.list_jobs(session, requested_by="U9")] == [second]
         assert len(queries.list_jobs(session, statuses=[JobStatus.QUEUED])) == 3
+
+
+def test_0002_keeps_existing_jobs_and_marks_them_as_cli(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO ai_models (id, name, goal, dataset_source, created_by, created_at, "
+                "updated_at) VALUES ('m1', 'old', '', 'iris', 'cli', :now, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO training_jobs (id, model_id, status, attempt, dataset_source, goal, "
+                "resources, requested_by, ttl_seconds, stage_timings, created_at, updated_at) "
+                "VALUES ('j1', 'm1', 'live', 1, 'iris', '', '[]', 'cli', 60, '{}', :now, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+    upgrade(engine)
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id="j1")
+        assert job is not None and (job.origin, job.request_key, job.card_ts) == ("cli", None, None)
+    engine.dispose()
+
+
+def test_request_key_finds_the_job_a_repeated_submission_created(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        first = queries.create_job(
+            session, name="a", dataset_source="iris", origin="slack", request_key="k" * 64
+        )
+    with session_scope(engine) as session:
+        again = queries.create_job(
+            session, name="a", dataset_source="iris", origin="slack", request_key="k" * 64
+        )
+        assert again.id == first.id
+        assert len(queries.list_jobs(session)) == 1

@@ -1,0 +1,42 @@
+"""Every Slack id TrainBot uses. Block ids of the `/train` modal are part of the contract."""
+
+from __future__ import annotations
+
+import enum
+
+TRAIN_COMMAND = "/train"
+
+
+class CallbackId(enum.StrEnum):
+    TRAIN_MODAL = "train_modal"
+
+
+class BlockId(enum.StrEnum):
+    NAME = "name"
+    GOAL = "goal"
+    DATASET = "dataset"
+    DATASET_URL = "dataset_url"
+    DATASET_FILE = "dataset_file"
+    TARGET = "target"
+    RESOURCES = "resources"
+    TASK = "task"
+    TTL = "ttl"
+    CARD_ACTIONS = "job_card_actions"
+
+
+class ActionId(enum.StrEnum):
+    NAME = "name_input"
+    GOAL = "goal_input"
+    DATASET = "dataset_select"
+    DATASET_URL = "dataset_url_input"
+    DATASET_FILE = "dataset_file_input"
+    TARGET = "target_input"
+    RESOURCES = "resources_input"
+    TASK = "task_select"
+    TTL = "ttl_select"
+    CANCEL_JOB = "cancel_job"
+    RETRY_JOB = "retry_job"
+    OPEN_APP = "open_live_app"
+
+
+METADATA_EVENT_TYPE = "training_job"
