@@ -144,7 +144,7 @@ def _confirm(title: str, text: str, confirm: str, deny: str) -> dict[str, Any]:
 
 def _button(
     text: str,
-    action_id: ActionId,
+    action_id: str,
     *,
     value: str | None = None,
     url: str | None = None,
@@ -496,6 +496,12 @@ def stage_reply(stage: str, title: str, summary: str) -> Message:
     return _message(text, [_section(text)])
 
 
+def note_reply(message: str) -> Message:
+    """A plain update in the thread, e.g. "the live app was stopped: its lifetime ran out"."""
+    text = escape(message, 2900)
+    return _message(text, [_section(text)])
+
+
 def warning_reply(message: str) -> Message:
     text = f"⚠️ {escape(message, 2900)}"
     return _message(text, [_section(text)])
@@ -558,10 +564,10 @@ def live_reply(snap: JobSnapshot) -> Message:
 HELP_LINES = (
     (TRAIN_COMMAND, "open the form to train a model"),
     (f"{TRAIN_COMMAND} help", "show this help"),
-    (f"{TRAIN_COMMAND} status [ID]", "where a job stands (your latest job without an ID)"),
+    (f"{TRAIN_COMMAND} status [ID]", "where a job stands (your latest job if no ID)"),
     (f"{TRAIN_COMMAND} list", "recent jobs in this channel"),
     (f"{TRAIN_COMMAND} cancel ID", "stop a running job or a live app"),
-    (f"{TRAIN_COMMAND} retry ID", "run a finished or failed job again"),
+    (f"{TRAIN_COMMAND} retry ID", "train a failed, cancelled or expired job again"),
     (f"{TRAIN_COMMAND} logs ID", "the end of a job's training log"),
 )
 
@@ -638,7 +644,10 @@ def list_message(snaps: Sequence[JobSnapshot], channel_id: str) -> Message:
         text = f"No jobs in {where} yet. Start one with `{TRAIN_COMMAND}`."
         return _message(text, [_section(text)])
     shown = snaps[:LIST_MAX_JOBS]
-    blocks = [_section(f"*Recent jobs in {where}*"), *_packed_sections([_job_line(s) for s in shown])]
+    blocks = [
+        _section(f"*Recent jobs in {where}*"),
+        *_packed_sections([_job_line(s) for s in shown]),
+    ]
     if len(snaps) > len(shown):
         blocks.append(_context(f"…and {len(snaps) - len(shown)} older jobs not shown."))
     return _message(f"Recent jobs in {where}: {len(snaps)}", blocks)
@@ -663,7 +672,7 @@ def error_message(text: str) -> Message:
 # --- App Home -----------------------------------------------------------------------------
 
 
-def _home_job(snap: JobSnapshot) -> dict[str, Any]:
+def _home_job(snap: JobSnapshot, position: int) -> dict[str, Any]:
     lines = [f"{_emoji(snap)} *{_name(snap, 100)}* — {_label(snap)} · {code(snap.short_id, 40)}"]
     metric = format_metric(snap.metrics)
     if metric:
@@ -673,7 +682,9 @@ def _home_job(snap: JobSnapshot) -> dict[str, Any]:
     url = safe_url(snap.url)
     accessory = None
     if snap.status == JobStatus.LIVE and url:
-        accessory = _button("Open live app", ActionId.OPEN_APP, url=url, style="primary")
+        # Action ids must be unique within a view, so each job's button gets its position.
+        action_id = f"{ActionId.OPEN_APP}:{position}"
+        accessory = _button("Open live app", action_id, value=snap.job_id, url=url, style="primary")
     return _section("\n".join(lines), accessory=accessory)
 
 
@@ -691,7 +702,7 @@ def home_view(snaps: Sequence[JobSnapshot]) -> dict[str, Any]:
     if not snaps:
         blocks.append(_context(f"No jobs yet. Start one with `{TRAIN_COMMAND}`."))
     shown = snaps[:HOME_MAX_JOBS]
-    blocks += [_home_job(s) for s in shown]
+    blocks += [_home_job(s, i) for i, s in enumerate(shown)]
     if len(snaps) > len(shown):
         blocks.append(_context(f"…and {len(snaps) - len(shown)} older jobs not shown."))
     return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=20)
 
+    serve = commands.add_parser("serve", help="serve the Slack bot over HTTP")
+    serve.add_argument("--port", type=int, help="port to listen on (default: $PORT or 3000)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--no-worker", action="store_true", help="do not run jobs in this process")
+    socket = commands.add_parser("socket", help="run the Slack bot over Socket Mode")
+    socket.add_argument("--no-worker", action="store_true", help="do not run jobs in this process")
+
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     return parser
@@ -85,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cancel": cmd_cancel,
         "jobs": cmd_jobs,
         "db": cmd_db,
+        "serve": cmd_serve,
+        "socket": cmd_socket,
     }
     try:
         return handlers[args.command](args, settings)
@@ -279,6 +288,62 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
         err.print(f"Job {job.short_id} is {job.status}; there is nothing to cancel.", markup=False)
         return EXIT_USAGE
     out.print(f"Job {job.short_id} cancelled.", markup=False)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from waitress.server import create_server
+
+    from bot.runtime import build_runtime
+    from bot.settings import SlackSettings
+    from bot.web import build_wsgi
+
+    slack = SlackSettings()
+    missing = slack.missing_for_http()
+    if missing:
+        err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
+        return EXIT_USAGE
+    runtime = build_runtime(settings, slack)
+    port = args.port or slack.port
+    server = create_server(build_wsgi(runtime), host=args.host, port=port, threads=8)
+    signal.signal(signal.SIGTERM, _interrupt)
+    runtime.start(worker=not args.no_worker)
+    out.print(f"TrainBot listening on http://{args.host}:{port} (Slack: /slack/events)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        runtime.stop()
+    return 0
+
+
+def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.runtime import build_runtime
+    from bot.settings import SlackSettings
+
+    slack = SlackSettings()
+    missing = [
+        n
+        for n, v in (("SLACK_BOT_TOKEN", slack.bot_token), ("SLACK_APP_TOKEN", slack.app_token))
+        if not v
+    ]
+    if missing:
+        err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
+        return EXIT_USAGE
+    runtime = build_runtime(settings, slack)
+    signal.signal(signal.SIGTERM, _interrupt)
+    runtime.start(worker=not args.no_worker)
+    out.print("TrainBot connected over Socket Mode")
+    try:
+        SocketModeHandler(runtime.app, app_token=slack.app_token).start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from storage.models import JobEvent, TrainingJob
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("resources", "Reference resources"),
@@ -44,3 +47,68 @@ class JobSnapshot:
         if self.started_at is None:
             return 0
         return max(0, int(((self.finished_at or self.now) - self.started_at).total_seconds()))
+
+
+def describe_source(source: str) -> str:
+    """How people see a job's data set: 'iris (built-in)', 'sales.csv (uploaded)', a link."""
+    from bot.forms import SLACK_FILE_PREFIX  # forms imports the pipeline; keep this module light
+    from pipeline.stages.dataset import BUILTINS
+
+    if source in BUILTINS:
+        return f"{source} (built-in)"
+    if source.startswith(SLACK_FILE_PREFIX + ":"):
+        return f"{source.partition('/')[2] or 'a file'} (uploaded)"
+    return source
+
+
+def build_snapshot(
+    job: TrainingJob, *, model_name: str, events: Sequence[JobEvent], now: datetime
+) -> JobSnapshot:
+    """`events` are the job's events in order (logs may be left out)."""
+    states: dict[str, str] = {}
+    note = ""
+    warnings = 0
+    for event in events:
+        if event.stage in _STAGE_NAMES:
+            if event.kind == "started":
+                states[event.stage] = "running"
+            elif event.kind == "finished":
+                states[event.stage] = "done"
+            elif event.kind == "failed":
+                states[event.stage] = "failed"
+        if event.kind == "progress":
+            note = event.message
+        elif event.kind == "warning":
+            warnings += 1
+    if job.status in ("failed", "cancelled", "expired"):
+        # A stage that never finished stopped with the job.
+        stopped = "failed" if job.status == "failed" else "pending"
+        states = {s: (stopped if v == "running" else v) for s, v in states.items()}
+        if job.status == "failed" and job.stage and job.stage not in states:
+            states[job.stage] = "failed"
+    return JobSnapshot(
+        job_id=job.id,
+        short_id=job.short_id,
+        model_name=model_name,
+        status=job.status,
+        stage=job.stage,
+        requested_by=job.requested_by,
+        dataset=describe_source(job.dataset_source),
+        target=job.target_column,
+        task=job.task_type,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        now=now,
+        stage_states=states,
+        note=note,
+        metrics=job.metrics,
+        url=job.deployment_url,
+        error=job.error,
+        expires_at=job.expires_at,
+        warnings=warnings,
+        attempt=job.attempt,
+    )
+
+
+_STAGE_NAMES = {name for name, _ in STAGES}

@@ -110,7 +110,7 @@ def _number(value: Any) -> float | None:
 
 
 def format_metric(metrics: Mapping[str, Any] | None) -> str | None:
-    """"accuracy 0.967 (baseline 0.333)" as raw text, or None when there is no score yet."""
+    """Score vs baseline as raw text, e.g. `accuracy 0.967 (baseline 0.333)`; None if unscored."""
     if not metrics:
         return None
     score = _number(metrics.get("score"))

@@ -65,6 +65,7 @@ def bootstrap(
     codegen: CodeGenerator | None = None,
     sandboxes: SandboxProvider | None = None,
     sources: dict[str, ExternalSource] | None = None,
+    guard: UrlGuard | None = None,
 ) -> Services:
     """Builds the services. Tests pass their own fakes for any part."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def bootstrap(
         settings=settings,
         codegen=codegen or build_codegen(settings),
         sandboxes=sandboxes or build_sandboxes(settings),
-        guard=UrlGuard(allow_private=settings.allow_private_urls),
+        guard=guard or UrlGuard(allow_private=settings.allow_private_urls),
         sink=sink,
         sources=sources or {},
     )

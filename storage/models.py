@@ -70,7 +70,9 @@ class TrainingJob(SQLModel, table=True):
     # Identifies one submission (e.g. a Slack view and its state) so a retried delivery
     # finds the job it already created instead of creating another.
     request_key: str | None = Field(default=None, max_length=64, unique=True)
-    # The status card that follows this job in its channel (a Slack message ts).
+    # The status card that follows this job (a Slack channel and message ts). The card's
+    # channel is the invoking channel, or the requester's DM when the bot cannot post there.
+    card_channel_id: str | None = Field(default=None, max_length=50)
     card_ts: str | None = Field(default=None, max_length=32)
     ttl_seconds: int = Field(default=3600)
     codegen_provider: str | None = Field(default=None, max_length=32)

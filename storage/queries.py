@@ -220,6 +220,7 @@ UPDATABLE_FIELDS = frozenset(
         "artifacts",
         "stage_timings",
         "expires_at",
+        "card_channel_id",
         "card_ts",
     }
 )

@@ -8,7 +8,6 @@ that passed. Reasons read like Slack's: "must be less than 3001 characters [json
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,11 +24,6 @@ MAX_MODAL_TITLE = 24
 
 TEXT_TYPES = ("plain_text", "mrkdwn")
 SELECT_TYPES = ("static_select", "multi_static_select", "overflow", "radio_buttons", "checkboxes")
-
-
-def parse_json_field(value: Any) -> Any:
-    """A field sent form-encoded arrives as a JSON string; sent as JSON it is already parsed."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def message_block_errors(blocks: Any) -> list[str]:
@@ -194,7 +188,9 @@ class _Checker:
             self.text(element["placeholder"], f"{ptr}/placeholder", 150, plain_only=True)
         if kind in SELECT_TYPES:
             self.options(
-                element.get("options"), f"{ptr}/options", plain_only=kind not in ("radio_buttons", "checkboxes")
+                element.get("options"),
+                f"{ptr}/options",
+                plain_only=kind not in ("radio_buttons", "checkboxes"),
             )
 
     def options(self, options: Any, ptr: str, *, plain_only: bool) -> None:

@@ -31,6 +31,9 @@ def upgrade() -> None:
             sa.Column("request_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
         )
         batch_op.add_column(
+            sa.Column("card_channel_id", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True)
+        )
+        batch_op.add_column(
             sa.Column("card_ts", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True)
         )
         batch_op.create_unique_constraint("uq_training_jobs_request_key", ["request_key"])
@@ -40,5 +43,6 @@ def downgrade() -> None:
     with op.batch_alter_table("training_jobs", schema=None) as batch_op:
         batch_op.drop_constraint("uq_training_jobs_request_key", type_="unique")
         batch_op.drop_column("card_ts")
+        batch_op.drop_column("card_channel_id")
         batch_op.drop_column("request_key")
         batch_op.drop_column("origin")

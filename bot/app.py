@@ -1,0 +1,22 @@
+"""The Bolt app: built from a context, listeners registered one module per kind."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.listeners import actions, commands, events, views
+from bot.service import BotContext
+
+
+def build_app(ctx: BotContext, client: WebClient) -> App:
+    app = App(
+        client=client,
+        signing_secret=ctx.slack.signing_secret,
+        # The token is checked on the first call rather than at start, so the service comes
+        # up (and answers /healthz) even while Slack is unreachable.
+        token_verification_enabled=False,
+    )
+    for listeners in (commands, views, actions, events):
+        listeners.register(app, ctx)
+    return app

@@ -1,0 +1,201 @@
+"""The `/train` modal's state becomes one typed request here, or field errors by block id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.ids import ActionId, BlockId
+from pipeline.errors import FetchError, UnsafeURLError
+from pipeline.netguard import UrlGuard
+from pipeline.stages.dataset import BUILTINS
+
+SLACK_FILE_PREFIX = "slack-file"
+MAX_NAME = 80
+MAX_RESOURCES = 5
+TTL_CHOICES = {"900": 900, "3600": 3600, "14400": 14400, "86400": 86400}
+TASK_CHOICES = {"auto": None, "classification": "classification", "regression": "regression"}
+# Resolving a user's host name must not eat the 3 s Slack gives us to answer; past this the
+# pipeline's own guard checks the address again before fetching anything.
+DNS_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    name: str
+    goal: str
+    dataset_source: str  # a built-in name, an http(s) URL, or "slack-file:<id>/<name>"
+    target: str | None
+    resources: list[str] = field(default_factory=list)
+    task: str | None = None
+    ttl_seconds: int = 3600
+    channel_id: str = ""
+    user_id: str = ""
+    request_key: str = ""
+
+
+class FormErrors(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def parse_private_metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def request_key(view: dict[str, Any]) -> str:
+    """Same view and same answers, same key: a redelivered submission is recognised."""
+    state = json.dumps(view.get("state", {}).get("values", {}), sort_keys=True)
+    return hashlib.sha256(f"{view.get('id', '')}\n{state}".encode()).hexdigest()
+
+
+def parse_train_submission(
+    view: dict[str, Any], *, user_id: str, guard: UrlGuard, max_upload_bytes: int
+) -> TrainRequest:
+    """Raises FormErrors keyed by block id; each message says what to change."""
+    values = view.get("state", {}).get("values", {})
+    errors: dict[str, str] = {}
+
+    name = _text(values, BlockId.NAME, ActionId.NAME)
+    if not name:
+        errors[BlockId.NAME] = "Give the model a name."
+    elif len(name) > MAX_NAME:
+        errors[BlockId.NAME] = f"Keep the name under {MAX_NAME} characters."
+
+    builtin = _selected(values, BlockId.DATASET, ActionId.DATASET)
+    url = _text(values, BlockId.DATASET_URL, ActionId.DATASET_URL)
+    files = _files(values)
+    chosen = [
+        b
+        for b, given in (
+            (BlockId.DATASET, builtin),
+            (BlockId.DATASET_URL, url),
+            (BlockId.DATASET_FILE, files),
+        )
+        if given
+    ]
+    source = ""
+    if not chosen:
+        errors[BlockId.DATASET] = "Pick a built-in data set, give a CSV link, or upload a CSV."
+    elif len(chosen) > 1:
+        for block in chosen:
+            errors[block] = "Use only one data source: clear the others."
+    elif builtin:
+        if builtin not in BUILTINS:
+            errors[BlockId.DATASET] = "Pick one of the listed data sets."
+        source = builtin
+    elif url:
+        problem = check_url(url, guard)
+        if problem:
+            errors[BlockId.DATASET_URL] = problem
+        source = url
+    else:
+        problem, source = _check_upload(files, max_upload_bytes)
+        if problem:
+            errors[BlockId.DATASET_FILE] = problem
+
+    target = _text(values, BlockId.TARGET, ActionId.TARGET) or None
+    if (url or files) and not target and len(chosen) == 1:
+        errors[BlockId.TARGET] = "Name the column to predict (a header of your CSV)."
+
+    resources = [
+        line.strip()
+        for line in _text(values, BlockId.RESOURCES, ActionId.RESOURCES).splitlines()
+        if line.strip()
+    ]
+    resource_problem = _check_resources(resources)
+    if resource_problem:
+        errors[BlockId.RESOURCES] = resource_problem
+
+    if errors:
+        raise FormErrors(errors)
+    return TrainRequest(
+        name=name,
+        goal=_text(values, BlockId.GOAL, ActionId.GOAL),
+        dataset_source=source,
+        target=target,
+        resources=resources,
+        task=TASK_CHOICES.get(_selected(values, BlockId.TASK, ActionId.TASK) or "auto"),
+        ttl_seconds=TTL_CHOICES.get(_selected(values, BlockId.TTL, ActionId.TTL) or "", 3600),
+        channel_id=str(parse_private_metadata(view).get("channel_id", "")),
+        user_id=user_id,
+        request_key=request_key(view),
+    )
+
+
+def check_url(url: str, guard: UrlGuard) -> str | None:
+    """A field error for a URL the pipeline would refuse, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "Give an http:// or https:// link."
+    outcome: list[str | None] = []
+
+    def resolve() -> None:
+        try:
+            guard.check(url)
+            outcome.append(None)
+        except UnsafeURLError as error:
+            outcome.append(error.message)
+        except FetchError as error:
+            outcome.append(error.message)
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(DNS_CHECK_SECONDS)
+    return outcome[0] if outcome else None
+
+
+def _check_upload(files: list[dict[str, Any]], max_bytes: int) -> tuple[str | None, str]:
+    if len(files) > 1:
+        return "Upload one CSV file.", ""
+    file = files[0]
+    name = str(file.get("name") or file.get("title") or "upload.csv")
+    is_csv = name.lower().endswith(".csv") or file.get("filetype") == "csv"
+    if not is_csv:
+        return f"{name} is not a CSV file; export the data as .csv and upload that.", ""
+    size = int(file.get("size") or 0)
+    if size > max_bytes:
+        limit = max_bytes // (1024 * 1024)
+        return f"{name} is {size / 1024 / 1024:.1f} MB; the limit is {limit} MB.", ""
+    file_id = str(file.get("id") or "")
+    if not file_id:
+        return "The upload did not finish; attach the file again.", ""
+    return None, f"{SLACK_FILE_PREFIX}:{file_id}/{name}"
+
+
+def _check_resources(resources: list[str]) -> str | None:
+    if len(resources) > MAX_RESOURCES:
+        return f"Give at most {MAX_RESOURCES} links."
+    for line in resources:
+        parts = urlsplit(line)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"'{line[:60]}' is not an http(s) link; put one link per line."
+    return None
+
+
+def _action(values: dict[str, Any], block: str, action: str) -> dict[str, Any]:
+    found = values.get(block, {}).get(action)
+    return found if isinstance(found, dict) else {}
+
+
+def _text(values: dict[str, Any], block: str, action: str) -> str:
+    return str(_action(values, block, action).get("value") or "").strip()
+
+
+def _selected(values: dict[str, Any], block: str, action: str) -> str | None:
+    option = _action(values, block, action).get("selected_option")
+    return str(option["value"]) if isinstance(option, dict) and "value" in option else None
+
+
+def _files(values: dict[str, Any]) -> list[dict[str, Any]]:
+    files = _action(values, BlockId.DATASET_FILE, ActionId.DATASET_FILE).get("files")
+    return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []

@@ -1,0 +1,127 @@
+"""`/train` and its subcommands. Every answer is an ephemeral ack, so it is immediate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.ids import TRAIN_COMMAND
+from bot.service import (
+    ActionRefused,
+    BotContext,
+    cancel_job,
+    find_snapshot,
+    latest_snapshot,
+    log_lines,
+    recent_snapshots,
+    retry_job,
+)
+from pipeline.stages.dataset import BUILTINS
+from storage.queries import JobLookupError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_CHOICES = [(key, key.replace("_", " ")) for key in BUILTINS]
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.command(TRAIN_COMMAND)
+    def handle_train_command(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+        words = (command.get("text") or "").split()
+        if not words:
+            ack()
+            open_train_modal(client, ctx, command)
+            return
+        name, args = words[0].lower(), words[1:]
+        answer = SUBCOMMANDS.get(name)
+        if answer is None:
+            ack(**_usage_error(f"There is no `{TRAIN_COMMAND} {name[:30]}`.").as_kwargs())
+            return
+        try:
+            message = answer(ctx, command, args)
+        except (JobLookupError, ActionRefused) as error:
+            message = blocks.error_message(f"{str(error)[:1].upper()}{str(error)[1:]}.")
+        ack(**message.as_kwargs())
+
+
+def open_train_modal(client: WebClient, ctx: BotContext, command: dict[str, Any]) -> None:
+    view = blocks.train_modal(
+        channel_id=command.get("channel_id", ""),
+        builtins=BUILTIN_CHOICES,
+        max_upload_mb=ctx.services.settings.max_dataset_mb,
+    )
+    try:
+        client.views_open(trigger_id=command["trigger_id"], view=view)
+    except SlackApiError as error:
+        log.warning("views.open failed: %s", error.response.get("error"))
+        client.chat_postEphemeral(
+            channel=command["channel_id"],
+            user=command["user_id"],
+            **blocks.error_message(
+                f"Slack did not open the form ({error.response.get('error')}); "
+                f"run `{TRAIN_COMMAND}` again."
+            ).as_kwargs(),
+        )
+
+
+def _help(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    return blocks.help_message()
+
+
+def _status(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    if args:
+        return blocks.status_message(find_snapshot(ctx, args[0]))
+    latest = latest_snapshot(ctx, command["user_id"])
+    if latest is None:
+        return blocks.error_message(f"You have no jobs yet. Start one with `{TRAIN_COMMAND}`.")
+    return blocks.status_message(latest)
+
+
+def _list(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    channel = command.get("channel_id", "")
+    return blocks.list_message(recent_snapshots(ctx, channel_id=channel), channel)
+
+
+def _cancel(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    job = cancel_job(ctx, _job_ref(args, "cancel"))
+    ctx.notifier.reply(job.id, blocks.note_reply(f"Cancelled by <@{command['user_id']}>."))
+    return blocks.note_reply(f"Job {job.short_id} is cancelled.")
+
+
+def _retry(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    job = retry_job(ctx, _job_ref(args, "retry"), command["user_id"])
+    return blocks.note_reply(
+        f"Retrying as job {job.short_id} (attempt {job.attempt}); its card follows in the channel."
+    )
+
+
+def _logs(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+    snap, lines, total = log_lines(ctx, _job_ref(args, "logs"))
+    return blocks.logs_message(snap, lines, total)
+
+
+def _job_ref(args: list[str], subcommand: str) -> str:
+    if not args:
+        raise ActionRefused(f"say which job: `{TRAIN_COMMAND} {subcommand} ID`")
+    return args[0]
+
+
+def _usage_error(text: str) -> blocks.Message:
+    help_text = blocks.help_message()
+    return blocks.Message(text=text, blocks=blocks.error_message(text).blocks + help_text.blocks)
+
+
+SUBCOMMANDS: dict[str, Callable[[BotContext, dict[str, Any], list[str]], blocks.Message]] = {
+    "help": _help,
+    "status": _status,
+    "list": _list,
+    "cancel": _cancel,
+    "retry": _retry,
+    "logs": _logs,
+}

@@ -1,0 +1,28 @@
+"""The `/train` modal's submission: validate, record and queue inside Slack's 3 s window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.forms import FormErrors, parse_train_submission
+from bot.ids import CallbackId
+from bot.service import BotContext, submit_training
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.view(CallbackId.TRAIN_MODAL.value)
+    def handle_train_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            request = parse_train_submission(
+                view,
+                user_id=body["user"]["id"],
+                guard=ctx.services.deps.guard,
+                max_upload_bytes=ctx.max_upload_bytes,
+            )
+        except FormErrors as invalid:
+            ack(response_action="errors", errors=invalid.errors)
+            return
+        submit_training(ctx, request)
+        ack()

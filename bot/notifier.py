@@ -1,0 +1,299 @@
+"""Keeps each job's status card and thread in Slack current, from pipeline events.
+
+The pipeline publishes events from worker threads; `publish` only enqueues them. One
+thread talks to Slack in order, so a job's replies never overtake each other. Card edits
+are coalesced (at most one per `card_interval` a job) and every write to a channel is
+spaced by `channel_interval`, Slack's one-message-a-second pace; a 429 that still happens
+is retried by the client after its Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.engine import Engine
+
+from bot import blocks
+from bot.snapshot import STAGES, JobSnapshot, build_snapshot
+from pipeline.events import Event, EventKind
+from storage import queries
+from storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+STAGE_TITLES = dict(STAGES)
+LOG_TAIL_LINES = 15
+CHANNEL_FALLBACK_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
+SUMMARY_KINDS = ["started", "finished", "failed", "progress", "warning"]
+CHART_TITLES = {"classification": "confusion matrix", "regression": "predicted vs actual"}
+
+
+@dataclass
+class _Card:
+    channel: str
+    ts: str
+    dirty: bool = False
+    last_edit: float = 0.0
+    stage_notes: dict[str, str] = field(default_factory=dict)
+
+
+class SlackNotifier:
+    def __init__(
+        self,
+        client: WebClient,
+        engine: Engine,
+        *,
+        channel_interval: float = 1.0,
+        card_interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.channel_interval = channel_interval
+        self.card_interval = card_interval
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._cards: dict[str, _Card] = {}
+        self._last_write: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="slack-notifier", daemon=True)
+
+    # -- the ProgressSink side and the bot's side -------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        self._queue.put(("event", event))
+
+    def job_submitted(self, job_id: str) -> None:
+        """Posts the job's status card (before any of its events are shown)."""
+        self._queue.put(("card", job_id))
+
+    def reply(self, job_id: str, message: blocks.Message) -> None:
+        """A reply in the job's thread, after everything queued before it."""
+        self._queue.put(("reply", (job_id, message)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.wait_idle(timeout)
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once everything queued has been sent and no card edit is pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = any(card.dirty for card in list(self._cards.values()))
+            if self._queue.empty() and not self._busy.is_set() and not pending:
+                return True
+            time.sleep(0.05)
+        return False
+
+    # -- the sending thread -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                kind, payload = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                kind, payload = "", None
+            self._busy.set()
+            try:
+                if kind:
+                    self._handle(kind, payload)
+                self._flush_due_cards()
+            except Exception:  # noqa: BLE001 - one bad message must not stop the others
+                log.exception("could not update Slack (%s)", kind or "card flush")
+            finally:
+                self._busy.clear()
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        if kind == "card":
+            self._post_card(payload)
+        elif kind == "reply":
+            job_id, message = payload
+            card = self._card(job_id)
+            if card is not None:
+                self._send_reply(card, message)
+        elif kind == "event":
+            self._on_event(payload)
+
+    def _on_event(self, event: Event) -> None:
+        card = self._card(event.job_id)
+        if card is None:
+            return  # not a Slack job (e.g. started from the CLI)
+        card.dirty = True
+        if event.kind == EventKind.PROGRESS:
+            card.stage_notes[event.stage] = event.message
+        elif event.kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
+            summary = card.stage_notes.get(event.stage, "done")
+            self._send_reply(
+                card, blocks.stage_reply(event.stage, STAGE_TITLES[event.stage], summary)
+            )
+        elif event.kind == EventKind.WARNING:
+            self._send_reply(card, blocks.warning_reply(event.message))
+        elif event.kind == EventKind.FAILED:
+            snap = self._edit_card(event.job_id, card)
+            detail = str(event.data.get("detail") or "") or self._log_tail(event.job_id)
+            self._send_reply(card, blocks.failure_reply(snap, detail))
+        elif event.kind == EventKind.FINISHED:
+            snap = self._edit_card(event.job_id, card)
+            if snap.status == "live":
+                self._send_reply(card, blocks.live_reply(snap))
+                self._upload_chart(event.job_id, card, snap)
+            else:
+                self._send_reply(
+                    card,
+                    blocks.warning_reply(event.message)
+                    if snap.status == "failed"
+                    else blocks.note_reply(event.message),
+                )
+
+    # -- cards ------------------------------------------------------------------------------------
+
+    def _post_card(self, job_id: str) -> None:
+        snap, job_channel, user = self._snapshot_and_place(job_id)
+        message = blocks.job_card(snap)
+        response = self._post_with_fallback(job_channel, user, message, snap)
+        card = _Card(channel=response["channel"], ts=response["ts"], last_edit=time.monotonic())
+        self._cards[job_id] = card
+        with session_scope(self.engine) as session:
+            queries.update_job(
+                session, job_id=job_id, card_channel_id=card.channel, card_ts=card.ts
+            )
+
+    def _post_with_fallback(
+        self, channel: str, user: str, message: blocks.Message, snap: JobSnapshot
+    ) -> Any:
+        metadata = blocks.card_metadata(snap)
+        try:
+            return self._write(
+                channel,
+                self.client.chat_postMessage,
+                channel=channel,
+                metadata=metadata,
+                **message.as_kwargs(),
+            )
+        except SlackApiError as error:
+            if error.response.get("error") not in CHANNEL_FALLBACK_ERRORS:
+                raise
+        # The bot is not in the channel: join it if it is public, else tell the person directly.
+        try:
+            self.client.conversations_join(channel=channel)
+            return self._write(
+                channel,
+                self.client.chat_postMessage,
+                channel=channel,
+                metadata=metadata,
+                **message.as_kwargs(),
+            )
+        except SlackApiError:
+            log.info(
+                "cannot post in %s; sending job %s to <@%s> directly", channel, snap.short_id, user
+            )
+        return self._write(
+            user,
+            self.client.chat_postMessage,
+            channel=user,
+            metadata=metadata,
+            **message.as_kwargs(),
+        )
+
+    def _flush_due_cards(self) -> None:
+        now = time.monotonic()
+        for job_id, card in list(self._cards.items()):
+            if card.dirty and now - card.last_edit >= self.card_interval:
+                self._edit_card(job_id, card)
+
+    def _edit_card(self, job_id: str, card: _Card) -> JobSnapshot:
+        wait = card.last_edit + self.card_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        card.dirty = False
+        snap, _, _ = self._snapshot_and_place(job_id)
+        self._write(
+            card.channel,
+            self.client.chat_update,
+            channel=card.channel,
+            ts=card.ts,
+            metadata=blocks.card_metadata(snap),
+            **blocks.job_card(snap).as_kwargs(),
+        )
+        card.last_edit = time.monotonic()
+        return snap
+
+    def _card(self, job_id: str) -> _Card | None:
+        card = self._cards.get(job_id)
+        if card is None:
+            with session_scope(self.engine) as session:
+                job = queries.get_job(session, job_id=job_id)
+            if job is None or not job.card_ts or not job.card_channel_id:
+                return None
+            card = self._cards[job_id] = _Card(channel=job.card_channel_id, ts=job.card_ts)
+        return card
+
+    # -- thread ----------------------------------------------------------------------------------
+
+    def _send_reply(self, card: _Card, message: blocks.Message) -> None:
+        self._write(
+            card.channel,
+            self.client.chat_postMessage,
+            channel=card.channel,
+            thread_ts=card.ts,
+            **message.as_kwargs(),
+        )
+
+    def _upload_chart(self, job_id: str, card: _Card, snap: JobSnapshot) -> None:
+        with session_scope(self.engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+        chart = (job.artifacts or {}).get("chart.png") if job else None
+        if not chart or not Path(chart).is_file():
+            return
+        self._write(
+            card.channel,
+            self.client.files_upload_v2,
+            channel=card.channel,
+            thread_ts=card.ts,
+            file=chart,
+            filename="chart.png",
+            title=f"{snap.model_name}: {CHART_TITLES.get(snap.task or '', 'chart')}",
+        )
+
+    def _log_tail(self, job_id: str) -> str:
+        with session_scope(self.engine) as session:
+            lines = queries.list_events(session, job_id=job_id, kinds=["log"])
+        return "\n".join(e.message for e in lines[-LOG_TAIL_LINES:])
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _write(self, channel: str, call: Any, /, **kwargs: Any) -> Any:
+        wait = self._last_write.get(channel, 0.0) + self.channel_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            return call(**kwargs)
+        finally:
+            self._last_write[channel] = time.monotonic()
+
+    def _snapshot_and_place(self, job_id: str) -> tuple[JobSnapshot, str, str]:
+        with session_scope(self.engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+            if job is None:
+                raise LookupError(job_id)
+            model = queries.get_model(session, model_id=job.model_id)
+            events = queries.list_events(session, job_id=job_id, kinds=SUMMARY_KINDS)
+        snap = build_snapshot(
+            job,
+            model_name=model.name if model else job.short_id,
+            events=events,
+            now=datetime.now(UTC),
+        )
+        return snap, job.channel_id or job.requested_by, job.requested_by

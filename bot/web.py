@@ -1,0 +1,100 @@
+"""The HTTP face: Slack's events, a health check and the job status API (WSGI, threaded).
+
+Bolt's sync App runs under a thread-pool WSGI server, so a slow listener never blocks
+another request, and acks go out as soon as a listener calls ack().
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
+
+from bot.runtime import BotRuntime
+from storage import queries
+from storage.db import session_scope
+from storage.models import TrainingJob
+
+STATUS_PATH = re.compile(r"^/api/training-jobs/([^/]+)/status$")
+StartResponse = Callable[..., Any]
+
+
+def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    slack = SlackRequestHandler(runtime.app, path="/slack/events")
+    engine = runtime.ctx.services.engine
+    api_token = runtime.ctx.slack.api_token
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/slack/events":
+            return slack(environ, start_response)
+        if path == "/healthz" and method == "GET":
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return _json(start_response, 200, {"status": "ok"})
+        match = STATUS_PATH.match(path)
+        if match and method == "GET":
+            if not _authorized(environ, api_token):
+                return _json(
+                    start_response,
+                    401,
+                    {"error": "send Authorization: Bearer <TRAINBOT_API_TOKEN>"},
+                    extra=[("WWW-Authenticate", "Bearer")],
+                )
+            try:
+                with session_scope(engine) as session:
+                    job = queries.find_job(session, ref=match.group(1))
+                    model = queries.get_model(session, model_id=job.model_id)
+            except queries.JobLookupError as error:
+                return _json(start_response, 404, {"error": str(error)})
+            return _json(start_response, 200, job_status(job, model.name if model else None))
+        return _json(start_response, 404, {"error": f"no route for {method} {path}"})
+
+    return application
+
+
+def job_status(job: TrainingJob, model_name: str | None) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": job.id,
+        "short_id": job.short_id,
+        "model": model_name,
+        "status": job.status,
+        "stage": job.stage,
+        "attempt": job.attempt,
+        "deployment_url": job.deployment_url,
+        "metrics": job.metrics,
+        "error": job.error,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "live_at": iso(job.live_at),
+        "expires_at": iso(job.expires_at),
+    }
+
+
+def _authorized(environ: dict[str, Any], token: str) -> bool:
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, given = header.partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
+def _json(
+    start_response: StartResponse,
+    status: int,
+    body: dict[str, Any],
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}.get(status, "Error")
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    start_response(f"{status} {reason}", headers + (extra or []))
+    return [data]

@@ -1,0 +1,1 @@
+"""Fakes of the external services TrainBot talks to, shared by the tests."""

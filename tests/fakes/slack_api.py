@@ -1,0 +1,575 @@
+"""A fake Slack Web API on 127.0.0.1 that slack_sdk's WebClient talks to unchanged.
+
+    with FakeSlack() as fake:
+        client = WebClient(token=fake.token, base_url=fake.api_url)
+        client.chat_postMessage(channel="C1", text="hi")
+        assert fake.messages("C1")[0]["text"] == "hi"
+        assert fake.rejections == []
+
+It refuses what Slack refuses: a missing or wrong token, blocks and views over Block Kit's
+limits, malformed metadata, and more than one message a second into a channel (HTTP 429 with
+Retry-After). File uploads (files_upload_v2) and private file downloads go through the same
+server; those two non-API requests are recorded in `calls` as the pseudo-methods UPLOAD and
+DOWNLOAD. All state is guarded by one lock, so handlers on the server's threads never race.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar, overload
+from urllib.parse import quote
+
+from tests.fakes.slack_objects import (
+    auth_test_answer,
+    channel_object,
+    file_object,
+    message_object,
+    permalink,
+    user_object,
+    view_object,
+)
+from tests.fakes.slack_requests import (
+    SlackError,
+    checked_view,
+    json_field,
+    message_content,
+    multipart,
+    parse_params,
+    required,
+)
+
+UPLOAD = "files:upload"  # POST of the bytes to the URL files.getUploadURLExternal returned
+DOWNLOAD = "files:download"  # GET of a file's url_private(_download)
+CHANNEL_MESSAGE_METHODS = frozenset(
+    {"chat.postMessage", "chat.update", "chat.postEphemeral", "files.completeUploadExternal"}
+)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]  # names lower-cased
+    at: float  # time.monotonic() when the request arrived
+    status: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A payload the fake refused as Slack would: the error code and why."""
+
+    method: str
+    error: str
+    reasons: list[str]
+    params: dict[str, Any]
+
+
+@dataclass
+class _Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_reply(data: dict[str, Any], status: int = 200, **headers: str) -> _Reply:
+    body = json.dumps(data).encode()
+    return _Reply(status, body, {"Content-Type": "application/json; charset=utf-8", **headers})
+
+
+class FakeSlack:
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test-token",
+        per_channel_interval: float = 1.0,
+        retry_after: int = 1,
+        trigger_ids: Iterable[str] | None = None,
+        expired_trigger_ids: Iterable[str] = (),
+        bot_user_id: str = "U0TRAINBOT",
+        bot_id: str = "B0TRAINBOT",
+        team_id: str = "T0TEAM",
+    ) -> None:
+        self.token = token
+        self.per_channel_interval = per_channel_interval
+        self.retry_after = retry_after
+        # None: any non-empty trigger_id opens a view once; a set: only those do.
+        self.trigger_ids: set[str] | None = None if trigger_ids is None else set(trigger_ids)
+        self.expired_trigger_ids: set[str] = set(expired_trigger_ids)
+        self.bot_user_id, self.bot_id, self.team_id = bot_user_id, bot_id, team_id
+
+        self.calls: list[Call] = []
+        self.rejections: list[Rejection] = []
+        self.rate_limited: list[Call] = []
+        self.views: list[dict[str, Any]] = []  # every open/update/push/publish, in order
+        self.home_views: dict[str, dict[str, Any]] = {}
+        self.ephemeral: list[dict[str, Any]] = []
+        self.uploads: list[dict[str, Any]] = []
+
+        self._lock = threading.RLock()
+        self._messages: dict[str, list[dict[str, Any]]] = {}
+        self._views_by_id: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, dict[str, Any]] = {}
+        self._contents: dict[str, bytes] = {}
+        self._pending_uploads: dict[str, dict[str, Any]] = {}
+        self._users: dict[str, dict[str, Any]] = {}
+        self._joined: set[str] = set()
+        self._used_triggers: set[str] = set()
+        self._last_message_at: dict[str, float] = {}
+        self._failures: dict[str, deque[str]] = {}
+        self._forced_429: dict[str, int] = {}
+        self._ts_micros = 1_733_000_000_000_000
+        self._seq = itertools.count(1)
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.getPermalink": self._get_permalink,
+            "views.open": lambda p: self._open_view("views.open", p),
+            "views.push": lambda p: self._open_view("views.push", p),
+            "views.update": self._update_view,
+            "views.publish": self._publish_view,
+            "conversations.join": self._join,
+            "conversations.info": self._conversation_info,
+            "users.info": self._user_info,
+            "files.info": self._file_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+        }
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.fake = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    def start(self) -> FakeSlack:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what tests read ---------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    @overload
+    def wait_for(self, what: str, timeout: float = 5.0) -> list[Call]: ...
+    @overload
+    def wait_for(self, what: Callable[[], T], timeout: float = 5.0) -> T: ...
+    def wait_for(self, what: str | Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Poll until `what` (a method name: some call to it; a callable: a truthy result)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.calls_to(what) if isinstance(what, str) else what()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                seen = [call.method for call in self.calls]
+                raise AssertionError(f"waited {timeout}s for {what!r}; calls so far: {seen}")
+            time.sleep(0.02)
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        """Every message in the channel, thread replies included, in the order posted."""
+        with self._lock:
+            return copy.deepcopy(self._messages.get(channel, []))
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self._find_message(channel, ts))
+
+    def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The replies in a thread, without its parent."""
+        return [m for m in self.messages(channel) if m["thread_ts"] == thread_ts]
+
+    def view(self, view_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self._views_by_id.get(view_id))
+
+    # -- what tests set up -------------------------------------------------------------------
+
+    def add_file(
+        self, file_id: str, name: str, content: bytes, filetype: str = "csv"
+    ) -> dict[str, Any]:
+        """A file Slack already holds (as if a user uploaded it); returns its file object."""
+        with self._lock:
+            return self._register_file(file_id, name, content, filetype=filetype, title=name)
+
+    def add_user(self, user_id: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            self._users[user_id] = fields
+            return self._user_object(user_id)
+
+    def fail_next(self, method: str, error: str = "channel_not_found", times: int = 1) -> None:
+        with self._lock:
+            self._failures.setdefault(method, deque()).extend([error] * times)
+
+    def force_rate_limit(self, method: str, times: int = 1) -> None:
+        with self._lock:
+            self._forced_429[method] = self._forced_429.get(method, 0) + times
+
+    def next_ts(self) -> str:
+        """A message ts as Slack makes them: "1733000000.000100", unique and increasing."""
+        with self._lock:
+            self._ts_micros += 100
+            seconds, micros = divmod(self._ts_micros, 1_000_000)
+            return f"{seconds}.{micros:06d}"
+
+    # -- request handling --------------------------------------------------------------------
+
+    def _handle(self, command: str, path: str, headers: dict[str, str], body: bytes) -> _Reply:
+        at = time.monotonic()
+        path, _, query = path.partition("?")
+        with self._lock:
+            params: dict[str, Any]
+            if path.startswith("/api/"):
+                method = path.removeprefix("/api/")
+                try:
+                    params = parse_params(query, body, headers.get("content-type", ""))
+                    reply = self._api(method, params, headers)
+                except SlackError as exc:  # the body itself was unreadable
+                    params, reply = {}, _json_reply({"ok": False, "error": exc.error})
+            elif path.startswith("/upload/v1/") and command == "POST":
+                method, params = UPLOAD, {"file_id": path.rsplit("/", 1)[1], "bytes": len(body)}
+                reply = self._receive_upload(params["file_id"], body, headers)
+            elif path.startswith("/files/") and command == "GET":
+                method, params = DOWNLOAD, {"path": path}
+                reply = self._download(path, headers.get("authorization"))
+            elif path == "/signin":
+                method, params = f"{command} {path}", {}
+                page = b"<!DOCTYPE html><html><title>Sign in | Slack</title></html>"
+                reply = _Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
+            else:
+                method, params, reply = f"{command} {path}", {}, _Reply(404, b"not found")
+            call = Call(method, params, headers, at, reply.status)
+            self.calls.append(call)
+            if reply.status == 429:
+                self.rate_limited.append(call)
+            return reply
+
+    def _api(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> _Reply:
+        handler = self._methods.get(method)
+        if handler is None:
+            return _json_reply({"ok": False, "error": "unknown_method", "req_method": method})
+        auth_error = self._auth_error(headers.get("authorization"), params.pop("token", None))
+        if auth_error:
+            return _json_reply({"ok": False, "error": auth_error})
+        if self._forced_429.get(method):
+            self._forced_429[method] -= 1
+            return self._ratelimited()
+        if self._failures.get(method):
+            return _json_reply({"ok": False, "error": self._failures[method].popleft()})
+        channel = _target_channel(method, params)
+        last = self._last_message_at.get(channel or "")
+        if channel and last is not None and time.monotonic() - last < self.per_channel_interval:
+            return self._ratelimited()
+        try:
+            result = handler(params)
+        except SlackError as exc:
+            answer: dict[str, Any] = {"ok": False, "error": exc.error}
+            if exc.reasons:
+                self.rejections.append(Rejection(method, exc.error, exc.reasons, params))
+                messages = [f"[ERROR] {reason}" for reason in exc.reasons]
+                answer |= {"errors": exc.reasons, "response_metadata": {"messages": messages}}
+            return _json_reply(answer)
+        if channel:
+            self._last_message_at[channel] = time.monotonic()
+        return _json_reply({"ok": True, **result})
+
+    def _auth_error(self, authorization: str | None, form_token: Any) -> str | None:
+        if authorization is None and form_token is None:
+            return "not_authed"
+        valid = authorization == f"Bearer {self.token}" or form_token == self.token
+        return None if valid else "invalid_auth"
+
+    def _ratelimited(self) -> _Reply:
+        retry = {"Retry-After": str(self.retry_after)}
+        return _json_reply({"ok": False, "error": "ratelimited"}, status=429, **retry)
+
+    # -- chat --------------------------------------------------------------------------------
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return auth_test_answer(team_id=self.team_id, user_id=self.bot_user_id, bot_id=self.bot_id)
+
+    def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        content = message_content(params, update=False)
+        message = self._new_message(channel, params.get("thread_ts"), **content)
+        return {"channel": channel, "ts": message["ts"], "message": copy.deepcopy(message)}
+
+    def _update_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        message = self._find_message(channel, str(params.get("ts", "")))
+        if message is None:
+            raise SlackError("message_not_found")
+        content = message_content(params, update=True)
+        # Slack keeps what an update leaves out; an empty list or object clears it.
+        message.update({key: value or None for key, value in content.items()})
+        message["text"] = message["text"] or ""
+        message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
+        reply = copy.deepcopy(message)
+        return {"channel": channel, "ts": message["ts"], "text": message["text"], "message": reply}
+
+    def _post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        user = required(params, "user", "user_not_in_channel")
+        content = message_content(params, update=False)
+        ts = self.next_ts()
+        self.ephemeral.append(
+            {"channel": channel, "user": user, "ts": ts, "thread_ts": params.get("thread_ts")}
+            | {"text": "", "blocks": None}
+            | content
+        )
+        return {"message_ts": ts}
+
+    def _get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        message = self._find_message(channel, str(params.get("message_ts", "")))
+        if message is None:
+            raise SlackError("message_not_found")
+        return {"channel": channel, "permalink": permalink(message)}
+
+    def _new_message(self, channel: str, thread_ts: str | None, **content: Any) -> dict[str, Any]:
+        message = message_object(
+            ts=self.next_ts(),
+            channel=channel,
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            thread_ts=thread_ts,
+            **content,
+        )
+        self._messages.setdefault(channel, []).append(message)
+        return message
+
+    def _find_message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
+
+    # -- views -------------------------------------------------------------------------------
+
+    def _open_view(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        trigger_id = str(params.get("trigger_id") or "")
+        if not trigger_id:
+            raise SlackError("invalid_arguments", ["trigger_id is required"])
+        if trigger_id in self.expired_trigger_ids:
+            raise SlackError("expired_trigger_id")
+        if trigger_id in self._used_triggers:
+            raise SlackError("exchanged_trigger_id")
+        if self.trigger_ids is not None and trigger_id not in self.trigger_ids:
+            raise SlackError("invalid_trigger_id")
+        view = checked_view(params)
+        self._used_triggers.add(trigger_id)
+        return {"view": self._store_view(method, view, trigger_id=trigger_id)}
+
+    def _update_view(self, params: dict[str, Any]) -> dict[str, Any]:
+        external_id = params.get("external_id")
+        view_id = params.get("view_id") or next(
+            (
+                v["id"]
+                for v in self._views_by_id.values()
+                if external_id and v.get("external_id") == external_id
+            ),
+            None,
+        )
+        current = self._views_by_id.get(str(view_id))
+        if current is None:
+            raise SlackError("not_found")
+        if params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        view = checked_view(params)
+        return {"view": self._store_view("views.update", view, view_id=current["id"])}
+
+    def _publish_view(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = required(params, "user_id", "user_not_found")
+        view = checked_view(params)
+        if view.get("type") != "home":
+            raise SlackError("invalid_arguments", ["views.publish only takes a home view"])
+        current = self.home_views.get(user_id)
+        if current and params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        view_id = current["id"] if current else None
+        stored = self._store_view("views.publish", view, view_id=view_id, user_id=user_id)
+        self.home_views[user_id] = copy.deepcopy(stored)
+        return {"view": stored}
+
+    def _store_view(
+        self,
+        method: str,
+        view: dict[str, Any],
+        *,
+        view_id: str | None = None,
+        trigger_id: str | None = None,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        view_id = view_id or self._new_id("V")
+        view_hash = f"{self.next_ts()}.{view_id}"
+        stored = view_object(
+            view, view_id=view_id, view_hash=view_hash, team_id=self.team_id, bot_id=self.bot_id
+        )
+        self._views_by_id[view_id] = stored
+        record = {"method": method, "view_id": view_id, "view": copy.deepcopy(view)}
+        self.views.append(record | {"trigger_id": trigger_id, "user_id": user_id})
+        return copy.deepcopy(stored)
+
+    # -- conversations and users -------------------------------------------------------------
+
+    def _join(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        self._joined.add(channel)
+        return {"channel": channel_object(channel, is_member=True)}
+
+    def _conversation_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = required(params, "channel", "channel_not_found")
+        return {"channel": channel_object(channel, is_member=channel in self._joined)}
+
+    def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"user": self._user_object(required(params, "user", "user_not_found"))}
+
+    def _user_object(self, user_id: str) -> dict[str, Any]:
+        return user_object(user_id, team_id=self.team_id, overrides=self._users.get(user_id, {}))
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _file_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        file = self._files.get(str(params.get("file", "")))
+        if file is None:
+            raise SlackError("file_not_found")
+        return {"file": copy.deepcopy(file)}
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = required(params, "filename", "invalid_arguments")
+        length = str(params.get("length", ""))
+        if not length.isdigit():
+            raise SlackError("invalid_arguments", ["length must be the file size in bytes"])
+        file_id = self._new_id("F")
+        self._pending_uploads[file_id] = {"name": filename, "length": int(length), "content": None}
+        return {"file_id": file_id, "upload_url": f"{self.base_url}/upload/v1/{file_id}"}
+
+    def _receive_upload(self, file_id: str, body: bytes, headers: dict[str, str]) -> _Reply:
+        pending = self._pending_uploads.get(file_id)
+        if pending is None:
+            return _Reply(404, b"upload URL not found")
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            parts = multipart(body, content_type)
+            body = next((v for v in parts.values() if isinstance(v, bytes)), b"")
+        pending["content"] = body
+        return _Reply(200, f"OK - {len(body)}".encode(), {"Content-Type": "text/plain"})
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        entries = json_field(params.get("files"), "invalid_arguments")
+        if not isinstance(entries, list) or not entries:
+            raise SlackError("invalid_arguments", ["files must be a non-empty array"])
+        channel = _target_channel("files.completeUploadExternal", params)
+        thread_ts = params.get("thread_ts")
+        if thread_ts and not channel:
+            raise SlackError("invalid_arguments", ["thread_ts needs channel_id"])
+        ids = [str(entry.get("id")) if isinstance(entry, dict) else "" for entry in entries]
+        pending = [self._pending_uploads.get(file_id) for file_id in ids]
+        if any(p is None or p["content"] is None for p in pending):
+            raise SlackError("file_not_found")
+        files = []
+        for file_id, entry, upload in zip(ids, entries, pending, strict=True):
+            assert upload is not None
+            self._pending_uploads.pop(file_id)
+            title = entry.get("title") or upload["name"]
+            files.append(
+                self._register_file(file_id, upload["name"], upload["content"], title=title)
+            )
+            where = {"channel": channel, "thread_ts": thread_ts or None}
+            comment = {"initial_comment": params.get("initial_comment")}
+            record = {"id": file_id, "name": upload["name"], "title": title}
+            self.uploads.append(record | {"content": upload["content"]} | where | comment)
+        if channel:
+            self._new_message(channel, thread_ts, text=params.get("initial_comment"), files=files)
+        return {"files": copy.deepcopy(files)}
+
+    def _register_file(
+        self, file_id: str, name: str, content: bytes, *, title: str, filetype: str | None = None
+    ) -> dict[str, Any]:
+        file = file_object(
+            base_url=self.base_url,
+            file_id=file_id,
+            name=name,
+            size=len(content),
+            title=title,
+            filetype=filetype,
+            user=self.bot_user_id,
+        )
+        self._files[file_id], self._contents[file_id] = file, content
+        return copy.deepcopy(file)
+
+    def _download(self, path: str, authorization: str | None) -> _Reply:
+        if authorization is None:  # Slack sends a browser without a token to its sign-in page
+            return _Reply(302, b"", {"Location": f"{self.base_url}/signin?redir={quote(path)}"})
+        if authorization != f"Bearer {self.token}":
+            return _Reply(403, b"forbidden", {"Content-Type": "text/plain"})
+        file_id = path.split("/")[2]
+        if file_id not in self._files:
+            return _Reply(404, b"file not found", {"Content-Type": "text/plain"})
+        file = self._files[file_id]
+        headers = {"Content-Type": file["mimetype"]}
+        return _Reply(200, self._contents[file_id], headers)
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}0{next(self._seq):08d}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self._respond()
+
+    def do_POST(self) -> None:
+        self._respond()
+
+    def _respond(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fake: FakeSlack = self.server.fake  # type: ignore[attr-defined]
+        reply = fake._handle(self.command, self.path, headers, body)
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest output clean
+
+
+def _target_channel(method: str, params: dict[str, Any]) -> str | None:
+    if method not in CHANNEL_MESSAGE_METHODS:
+        return None
+    channel = params.get("channel") or params.get("channel_id")
+    return channel or str(params.get("channels") or "").split(",")[0] or None

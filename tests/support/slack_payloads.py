@@ -1,0 +1,160 @@
+"""Requests built the way Slack sends them: signed, form-encoded or JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+SIGNING_SECRET = "test-signing-secret"
+TEAM = {"id": "T0001", "domain": "trainbot-test"}
+
+
+def sign(
+    body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    base = b"v0:" + stamp.encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+class SlackSender:
+    """Posts to the bot's /slack/events like Slack does, and times each answer."""
+
+    def __init__(self, base_url: str, secret: str = SIGNING_SECRET) -> None:
+        self.url = base_url.rstrip("/") + "/slack/events"
+        self.secret = secret
+        self.client = httpx.Client(timeout=10)
+        self.ack_seconds: list[float] = []
+        self._trigger = 0
+
+    def post(
+        self,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        secret: str | None = None,
+    ) -> httpx.Response:
+        all_headers = {
+            "Content-Type": content_type,
+            **sign(body, secret=secret or self.secret, timestamp=timestamp),
+        }
+        all_headers.update(headers or {})
+        started = time.monotonic()
+        response = self.client.post(self.url, content=body, headers=all_headers)
+        self.ack_seconds.append(time.monotonic() - started)
+        return response
+
+    def command(
+        self, text: str = "", *, user: str = "U1", channel: str = "C1", **extra: Any
+    ) -> httpx.Response:
+        self._trigger += 1
+        form = {
+            "token": "legacy-unused",
+            "team_id": TEAM["id"],
+            "team_domain": TEAM["domain"],
+            "channel_id": channel,
+            "channel_name": "ml",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/train",
+            "text": text,
+            "api_app_id": "A0001",
+            "response_url": "https://hooks.slack.com/commands/T0001/1/x",
+            "trigger_id": f"trigger-{self._trigger}",
+        }
+        form.update(extra)
+        return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    def interaction(
+        self, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, "application/x-www-form-urlencoded", headers=headers)
+
+    def event(self, event: dict[str, Any], event_id: str = "Ev1") -> httpx.Response:
+        body = json.dumps(
+            {
+                "token": "legacy-unused",
+                "team_id": TEAM["id"],
+                "api_app_id": "A0001",
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        ).encode()
+        return self.post(body, "application/json")
+
+
+def view_submission(
+    view: dict[str, Any],
+    values: dict[str, dict[str, Any]],
+    *,
+    user: str = "U1",
+    view_id: str = "V0001",
+) -> dict[str, Any]:
+    """The payload for submitting `view` (as the bot opened it) with `values` filled in."""
+    return {
+        "type": "view_submission",
+        "team": TEAM,
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM["id"]},
+        "api_app_id": "A0001",
+        "trigger_id": "trigger-submit",
+        "view": {
+            **view,
+            "id": view_id,
+            "team_id": TEAM["id"],
+            "hash": "1700000000.abcdef",
+            "state": {"values": values},
+        },
+    }
+
+
+def block_action(
+    action_id: str, value: str, *, user: str = "U1", channel: str = "C1", message_ts: str = "1.0"
+) -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "team": TEAM,
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM["id"]},
+        "api_app_id": "A0001",
+        "trigger_id": "trigger-action",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "channel": {"id": channel, "name": "ml"},
+        "message": {"ts": message_ts, "text": "card"},
+        "response_url": "https://hooks.slack.com/actions/T0001/1/x",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "job_card_actions",
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+
+
+def text_value(value: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "value": value}
+
+
+def select_value(value: str | None) -> dict[str, Any]:
+    option = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
+    return {"type": "static_select", "selected_option": option}
+
+
+def url_value(value: str) -> dict[str, Any]:
+    return {"type": "url_text_input", "value": value}
+
+
+def file_value(files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "file_input", "files": files}
