@@ -502,6 +502,11 @@ def note_reply(message: str) -> Message:
     return _message(text, [_section(text)])
 
 
+def cancelled_reply(user_id: str) -> Message:
+    text = f"🚫 Cancelled by {user_ref(user_id)}."
+    return _message(text, [_section(text)])
+
+
 def warning_reply(message: str) -> Message:
     text = f"⚠️ {escape(message, 2900)}"
     return _message(text, [_section(text)])

@@ -149,13 +149,8 @@ class SlackNotifier:
             if snap.status == "live":
                 self._send_reply(card, blocks.live_reply(snap))
                 self._upload_chart(event.job_id, card, snap)
-            else:
-                self._send_reply(
-                    card,
-                    blocks.warning_reply(event.message)
-                    if snap.status == "failed"
-                    else blocks.note_reply(event.message),
-                )
+            elif snap.status != "cancelled":  # whoever cancels says so in the thread
+                self._send_reply(card, blocks.note_reply(event.message))
 
     # -- cards ------------------------------------------------------------------------------------
 

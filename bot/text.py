@@ -13,7 +13,7 @@ MAX_URL = 3000
 MAX_LOG_LINE = 400  # one runaway line must not crowd out the rest of a log excerpt
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 _CHANNEL_ID = re.compile(r"^[CDG][A-Z0-9]{2,}$")
 _URL_BREAKERS = re.compile(r"[\s<>|\"`]")  # would end or corrupt a mrkdwn <url|label> link
 _FENCE = "```"

@@ -26,7 +26,7 @@ def register(app: App, ctx: BotContext) -> None:
         except (JobLookupError, ActionRefused) as error:
             _tell(client, body, f"{error}.")
             return
-        ctx.notifier.reply(job.id, blocks.note_reply(f"Cancelled by <@{user}>."))
+        ctx.notifier.reply(job.id, blocks.cancelled_reply(user))
 
     @app.action(ActionId.RETRY_JOB.value)
     def handle_retry_button(
