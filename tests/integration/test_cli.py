@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -73,7 +72,11 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def trainbot(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -105,9 +108,7 @@ def test_run_each_builtin_reaches_a_live_app_that_predicts(
             assert sum(abs(p - t) for p, t in zip(predictions, truth, strict=True)) / 20 < 60
         else:
             names = getattr(loaded, "target_names", None)
-            truth = [
-                str(names[t]) if name != "digits" else str(t) for t in loaded.target.iloc[:20]
-            ]
+            truth = [str(names[t]) if name != "digits" else str(t) for t in loaded.target.iloc[:20]]
             right = sum(str(p) == t for p, t in zip(predictions, truth, strict=True))
             assert right >= 18, (predictions, truth)
         assert run.interrupt() == 0
@@ -124,7 +125,16 @@ def test_messy_csv_trains_and_serves_without_hand_edits(
 ) -> None:
     csv = write_messy_csv(tmp_path / "customers.csv")
     run = CliRun(
-        ["--name", "churn", "--dataset", str(csv), "--target", " churned? ", "--goal", "who churns"],
+        [
+            "--name",
+            "churn",
+            "--dataset",
+            str(csv),
+            "--target",
+            " churned? ",
+            "--goal",
+            "who churns",
+        ],
         tmp_path,
         cli_env,
     )
@@ -161,7 +171,9 @@ def test_status_logs_jobs_and_cancel_commands(tmp_path: Path, cli_env: dict[str,
     empty = trainbot(tmp_path, cli_env, "jobs")
     assert empty.returncode == 0 and "No jobs yet" in empty.stdout
 
-    failing = trainbot(tmp_path, cli_env, "run", "--name", "bad", "--dataset", "missing.csv", "--target", "y")
+    failing = trainbot(
+        tmp_path, cli_env, "run", "--name", "bad", "--dataset", "missing.csv", "--target", "y"
+    )
     assert failing.returncode == 1
     assert "missing.csv" in failing.stderr and "Traceback" not in failing.stderr + failing.stdout
     job_id = re.search(r"Job ([0-9a-f]{8}) queued", failing.stdout).group(1)  # type: ignore[union-attr]

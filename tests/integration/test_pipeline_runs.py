@@ -68,8 +68,16 @@ def test_iris_job_goes_live_verified_and_can_be_stopped(
 
     answer = httpx.post(
         job.deployment_url + "predict",
-        json={"rows": [{"sepal length (cm)": 6.7, "sepal width (cm)": 3.0,
-                        "petal length (cm)": 5.2, "petal width (cm)": 2.3}]},
+        json={
+            "rows": [
+                {
+                    "sepal length (cm)": 6.7,
+                    "sepal width (cm)": 3.0,
+                    "petal length (cm)": 5.2,
+                    "petal width (cm)": 2.3,
+                }
+            ]
+        },
     )
     assert answer.status_code == 200
     assert answer.json()["predictions"] == ["virginica"]
@@ -127,7 +135,9 @@ def test_missing_constant_and_small_data_fail_with_reasons(
     small = _csv(tmp_path, "a,b,label\n1,2,x\n3,4,y\n", "small.csv")
     cases = {
         submit(services, dataset_source=constant, target_column="nope"): "label",
-        submit(services, dataset_source=constant, target_column=" LABEL "): "(?i)every row has label",
+        submit(
+            services, dataset_source=constant, target_column=" LABEL "
+        ): "(?i)every row has label",
         submit(services, dataset_source=small, target_column="label"): "at least 20",
     }
     for job_id, pattern in cases.items():
@@ -137,9 +147,7 @@ def test_missing_constant_and_small_data_fail_with_reasons(
         assert any(job.error == m for m in event_messages(services, job_id, "failed"))
 
 
-def test_training_crash_fails_with_the_error_line(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_training_crash_fails_with_the_error_line(engine: Engine, tmp_path: Path) -> None:
     codegen = ScriptedGenerator(train_py="raise RuntimeError('boom in training')\n")
     services = start_services(engine, make_settings(tmp_path), codegen=codegen)
     try:

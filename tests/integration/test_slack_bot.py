@@ -433,7 +433,9 @@ def test_cancel_button_during_training_and_fast_acks(
         card = card_of(bot, job)
         assert card["metadata"]["event_payload"]["status"] == "cancelled"
         assert ActionId.CANCEL_JOB.value not in buttons(card)
-        assert any("Cancelled by <@U1>" in r for r in thread_texts(bot, job)), thread_texts(bot, job)
+        assert any("Cancelled by <@U1>" in r for r in thread_texts(bot, job)), thread_texts(
+            bot, job
+        )
         assert bot.slack.rejections == []
 
 

@@ -99,7 +99,9 @@ def test_transitions_are_recorded_with_timestamps(engine: Engine) -> None:
         ):
             queries.transition(session, job_id=job_id, to=status)
         expires = datetime.now(UTC) + timedelta(hours=1)
-        job = queries.mark_live(session, job_id=job_id, url="http://127.0.0.1:9/", expires_at=expires)
+        job = queries.mark_live(
+            session, job_id=job_id, url="http://127.0.0.1:9/", expires_at=expires
+        )
         assert job.stage == "deploy"
         assert job.started_at is not None and job.live_at is not None
     with session_scope(engine) as session:

@@ -28,7 +28,11 @@ def write_messy_csv(path: Path, rows: int = 400, seed: int = 7) -> Path:
             "Churned?": churned,
         }
     )
-    for column, share in (("  Tenure (months) ", 0.05), ("Monthly Income ($)", 0.08), ("Plan Type", 0.06)):
+    for column, share in (
+        ("  Tenure (months) ", 0.05),
+        ("Monthly Income ($)", 0.08),
+        ("Plan Type", 0.06),
+    ):
         frame.loc[rng.random(rows) < share, column] = np.nan
     frame.to_csv(path, index=False)
     return path

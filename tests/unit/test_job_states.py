@@ -41,8 +41,6 @@ def test_terminal_states_go_nowhere(status: JobStatus) -> None:
         (JobStatus.TRAINING, JobStatus.TRAINING),
     ],
 )
-def test_illegal_moves_raise_with_a_readable_message(
-    current: JobStatus, wanted: JobStatus
-) -> None:
+def test_illegal_moves_raise_with_a_readable_message(current: JobStatus, wanted: JobStatus) -> None:
     with pytest.raises(IllegalTransition, match=f"{current.value} cannot become {wanted.value}"):
         check_transition(current, wanted)
