@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from pipeline.codegen.base import CodeGenerator
+from pipeline.codegen.template import TemplateGenerator
 from pipeline.events import ProgressSink
 from pipeline.netguard import UrlGuard
 from pipeline.runner import PipelineDeps
@@ -18,25 +19,33 @@ from storage.db import make_engine, upgrade
 
 
 def build_codegen(settings: Settings) -> CodeGenerator:
-    if settings.codegen == "template":
-        from pipeline.codegen.template import TemplateGenerator
+    if settings.codegen_choice == "groq":
+        from pipeline.codegen.groq import DEFAULT_MODEL, GroqGenerator
 
-        return TemplateGenerator()
-    raise ValueError(f"TRAINBOT_CODEGEN={settings.codegen} is not available yet")
+        if not settings.groq_api_key:
+            raise ValueError("TRAINBOT_CODEGEN=groq needs GROQ_API_KEY")
+        return GroqGenerator(
+            api_key=settings.groq_api_key, model=settings.groq_model or DEFAULT_MODEL
+        )
+    return TemplateGenerator()
 
 
 def build_sandboxes(settings: Settings) -> SandboxProvider:
-    if settings.sandbox == "local":
-        from pipeline.sandbox.local import LocalSandboxProvider
+    if settings.sandbox_choice == "e2b":
+        from pipeline.sandbox.e2b import E2BSandboxProvider
 
-        return LocalSandboxProvider(
-            settings.data_dir.resolve() / "sandboxes",
-            memory_mb=settings.sandbox_memory_mb,
-            cpu_seconds=settings.train_timeout,
-            file_size_mb=max(512, settings.max_dataset_mb * 4),
-            public_host=settings.public_host,
-        )
-    raise ValueError(f"TRAINBOT_SANDBOX={settings.sandbox} is not available yet")
+        if not settings.e2b_api_key:
+            raise ValueError("TRAINBOT_SANDBOX=e2b needs E2B_API_KEY")
+        return E2BSandboxProvider(api_key=settings.e2b_api_key, template=settings.e2b_template)
+    from pipeline.sandbox.local import LocalSandboxProvider
+
+    return LocalSandboxProvider(
+        settings.data_dir.resolve() / "sandboxes",
+        memory_mb=settings.sandbox_memory_mb,
+        cpu_seconds=settings.train_timeout,
+        file_size_mb=max(512, settings.max_dataset_mb * 4),
+        public_host=settings.public_host,
+    )
 
 
 def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
@@ -69,10 +78,12 @@ def bootstrap(
 ) -> Services:
     """Builds the services. Tests pass their own fakes for any part."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    codegen = codegen or build_codegen(settings)
     deps = PipelineDeps(
         engine=engine or build_engine(settings),
         settings=settings,
-        codegen=codegen or build_codegen(settings),
+        codegen=codegen,
+        fallback_codegen=None if codegen.name == "template" else TemplateGenerator(),
         sandboxes=sandboxes or build_sandboxes(settings),
         guard=guard or UrlGuard(allow_private=settings.allow_private_urls),
         sink=sink,

@@ -30,6 +30,22 @@ class CodegenError(PipelineError):
     stage = "codegen"
 
 
+class CodegenUnavailable(CodegenError):
+    """The code generator cannot be used now (unreachable, out of quota, bad key)."""
+
+
+class InvalidCode(CodegenError):
+    """Generated code was rejected before it ran (not JSON, missing files, does not parse,
+    imports a package the sandbox does not have). `files` keeps what was generated, so a
+    repair can show the model its own answer."""
+
+    def __init__(
+        self, message: str, *, detail: str = "", files: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.files = files or {}
+
+
 class SandboxError(PipelineError):
     """The sandbox itself failed (could not start, was killed, ran out of limits)."""
 

@@ -12,23 +12,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from pipeline.cancel import CancelToken
-from pipeline.codegen.base import CodeGenerator, TaskType
-from pipeline.errors import JobCancelled, PipelineError
+from pipeline.codegen.base import CodeFailure, CodeGenerator, GeneratedCode, TaskType
+from pipeline.errors import DeployError, JobCancelled, PipelineError, TrainingError
 from pipeline.events import EventKind, ProgressSink
 from pipeline.netguard import UrlGuard
 from pipeline.recorder import JobRecorder
 from pipeline.sandbox.base import Sandbox, SandboxProvider
 from pipeline.settings import Settings
 from pipeline.sources import ExternalSource
-from pipeline.stages.codegen import generate_code
-from pipeline.stages.dataset import load_dataset
-from pipeline.stages.deploy import deploy_app
+from pipeline.stages.codegen import CodeAuthor
+from pipeline.stages.dataset import LoadedDataset, load_dataset
+from pipeline.stages.deploy import Deployment, deploy_app
 from pipeline.stages.resources import fetch_resources
-from pipeline.stages.train import run_training, upload_job_files
+from pipeline.stages.train import install_requirements, run_training, upload_job_files
 from storage import queries
 from storage.db import session_scope
 from storage.models import TrainingJob
@@ -50,6 +51,8 @@ class PipelineDeps:
     guard: UrlGuard
     sink: ProgressSink
     sources: dict[str, ExternalSource] = field(default_factory=dict)
+    # Used when `codegen` cannot be reached or its code keeps failing (the offline template).
+    fallback_codegen: CodeGenerator | None = None
 
 
 class JobRunner:
@@ -157,59 +160,28 @@ class _Attempt:
                 rows=spec.n_rows,
             )
 
-        with self._stage(Stage.CODEGEN, "Writing the training script and the app"):
-            code = generate_code(self.deps.codegen, spec, fetched.resources)
-            self._update(codegen_provider=code.provider or self.deps.codegen.name)
-            self._progress(
-                f"{code.provider or self.deps.codegen.name} wrote {', '.join(sorted(code.files))}"
-            )
-
-        with self._stage(Stage.TRAIN, "Training the model"):
-            self.sandbox = self.deps.sandboxes.create(
-                job_id=self.job.id, timeout=settings.train_timeout
-            )
-            self._update(sandbox_provider=self.deps.sandboxes.name, sandbox_id=self.sandbox.id)
-            self._progress(f"sandbox {self.sandbox.id}: {self.sandbox.isolation}")
-            upload_job_files(self.sandbox, code, spec, dataset.data_path)
-            outcome = run_training(
-                self.sandbox,
-                timeout=settings.train_timeout,
-                artifacts_dir=self.workdir / "artifacts",
-                on_output=lambda line: emit(EventKind.LOG, Stage.TRAIN, line),
-                should_stop=self.token.is_cancelled,
-            )
-            metrics = outcome.metrics
-            self._update(metrics=metrics, artifacts=outcome.artifacts)
-            if metrics["score"] <= metrics["baseline"]:
-                emit(
-                    EventKind.WARNING,
-                    Stage.TRAIN,
-                    f"the model's {metrics['metric']} {metrics['score']:.3f} does not beat the "
-                    f"baseline's {metrics['baseline']:.3f}; the data may not hold enough signal",
-                )
-            self._progress(
-                f"test {metrics['metric']} {metrics['score']:.3f} "
-                f"(baseline {metrics['baseline']:.3f})",
-                metrics=metrics,
-            )
-
-        with self._stage(Stage.DEPLOY, "Starting and verifying the live app"):
-            deployment = deploy_app(
-                self.sandbox,
-                task=spec.task,
-                classes=spec.classes,
-                holdout=dataset.holdout,
-                holdout_targets=dataset.holdout_targets,
-                start_timeout=settings.app_start_timeout,
-                should_stop=self.token.is_cancelled,
-            )
-            check = deployment.verification
-            self._progress(
-                f"verified: the app predicted {check.rows} held-out rows "
-                f"({check.correct} of {check.rows} right)",
-                predictions=check.predictions,
-            )
-            self.sandbox.extend(self.job.ttl_seconds)
+        author = CodeAuthor(
+            self.deps.codegen,
+            fallback=self.deps.fallback_codegen,
+            max_attempts=settings.codegen_attempts,
+            say=lambda kind, message: emit(kind, Stage.CODEGEN, message),
+        )
+        failure: CodeFailure | None = None
+        while True:
+            with self._stage(Stage.CODEGEN, "Writing the training script and the app"):
+                code = author.write(spec, fetched.resources, failure)
+                self._update(codegen_provider=author.name)
+                self._progress(f"{author.name} wrote {', '.join(sorted(code.files))}")
+            try:
+                metrics = self._train(code, dataset)
+                deployment = self._deploy(dataset)
+                break
+            except (TrainingError, DeployError) as error:
+                self._kill_sandbox()
+                if not author.can_retry():
+                    raise
+                failure = CodeFailure(stage=self.stage, message=error.message, log=error.detail)
+                emit(EventKind.WARNING, self.stage, f"{error.message}; trying again")
         expires_at = datetime.now(UTC) + timedelta(seconds=self.job.ttl_seconds)
         with session_scope(self.deps.engine) as session:
             queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
@@ -225,14 +197,73 @@ class _Attempt:
             metrics=metrics,
             expires_at=expires_at.isoformat(),
         )
+        assert self.sandbox is not None
         return self.sandbox
 
-    def cleanup(self) -> None:
+    def _train(self, code: GeneratedCode, dataset: LoadedDataset) -> dict[str, Any]:
+        settings = self.deps.settings
+        with self._stage(Stage.TRAIN, "Training the model"):
+            self.sandbox = self.deps.sandboxes.create(
+                job_id=self.job.id, timeout=settings.train_timeout
+            )
+            self._update(sandbox_provider=self.deps.sandboxes.name, sandbox_id=self.sandbox.id)
+            self._progress(f"sandbox {self.sandbox.id}: {self.sandbox.isolation}")
+            upload_job_files(self.sandbox, code, dataset.spec, dataset.data_path)
+            install_requirements(self.sandbox, code.requirements, timeout=settings.train_timeout)
+            outcome = run_training(
+                self.sandbox,
+                timeout=settings.train_timeout,
+                artifacts_dir=self.workdir / "artifacts",
+                on_output=lambda line: self.recorder.emit(EventKind.LOG, Stage.TRAIN, line),
+                should_stop=self.token.is_cancelled,
+            )
+            metrics = outcome.metrics
+            self._update(metrics=metrics, artifacts=outcome.artifacts)
+            if metrics["score"] <= metrics["baseline"]:
+                self.recorder.emit(
+                    EventKind.WARNING,
+                    Stage.TRAIN,
+                    f"the model's {metrics['metric']} {metrics['score']:.3f} does not beat the "
+                    f"baseline's {metrics['baseline']:.3f}; the data may not hold enough signal",
+                )
+            self._progress(
+                f"test {metrics['metric']} {metrics['score']:.3f} "
+                f"(baseline {metrics['baseline']:.3f})",
+                metrics=metrics,
+            )
+        return metrics
+
+    def _deploy(self, dataset: LoadedDataset) -> Deployment:
+        assert self.sandbox is not None
+        with self._stage(Stage.DEPLOY, "Starting and verifying the live app"):
+            deployment = deploy_app(
+                self.sandbox,
+                task=dataset.spec.task,
+                classes=dataset.spec.classes,
+                holdout=dataset.holdout,
+                holdout_targets=dataset.holdout_targets,
+                start_timeout=self.deps.settings.app_start_timeout,
+                should_stop=self.token.is_cancelled,
+            )
+            check = deployment.verification
+            self._progress(
+                f"verified: the app predicted {check.rows} held-out rows "
+                f"({check.correct} of {check.rows} right)",
+                predictions=check.predictions,
+            )
+            self.sandbox.extend(self.job.ttl_seconds)
+        return deployment
+
+    def _kill_sandbox(self) -> None:
         if self.sandbox is not None:
             try:
                 self.sandbox.kill()
             except Exception:  # noqa: BLE001 - cleanup must not hide the real failure
                 log.exception("could not kill sandbox %s", self.sandbox.id)
+            self.sandbox = None
+
+    def cleanup(self) -> None:
+        self._kill_sandbox()
         self._update(stage_timings=self.timings)
 
     @contextmanager

@@ -14,8 +14,15 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default="sqlite:///trainbot.db", alias="DATABASE_URL")
     data_dir: Path = Field(default=Path(".trainbot"), alias="TRAINBOT_DATA_DIR")
-    codegen: Literal["template", "groq"] = Field(default="template", alias="TRAINBOT_CODEGEN")
-    sandbox: Literal["local", "e2b"] = Field(default="local", alias="TRAINBOT_SANDBOX")
+    # Unset: Groq when GROQ_API_KEY is set, else the offline template (see `codegen_choice`).
+    codegen: Literal["template", "groq"] | None = Field(default=None, alias="TRAINBOT_CODEGEN")
+    # Unset: E2B when E2B_API_KEY is set, else the local sandbox (see `sandbox_choice`).
+    sandbox: Literal["local", "e2b"] | None = Field(default=None, alias="TRAINBOT_SANDBOX")
+    codegen_attempts: int = Field(default=3, ge=1, le=10, alias="TRAINBOT_CODEGEN_ATTEMPTS")
+    groq_api_key: str = Field(default="", alias="GROQ_API_KEY")
+    groq_model: str = Field(default="", alias="GROQ_MODEL")
+    e2b_api_key: str = Field(default="", alias="E2B_API_KEY")
+    e2b_template: str = Field(default="code-interpreter-v1", alias="TRAINBOT_E2B_TEMPLATE")
     allow_private_urls: bool = Field(default=False, alias="TRAINBOT_ALLOW_PRIVATE_URLS")
     app_ttl: int = Field(default=3600, ge=30, alias="TRAINBOT_APP_TTL")
     max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
@@ -24,3 +31,11 @@ class Settings(BaseSettings):
     max_dataset_mb: int = Field(default=100, ge=1, alias="TRAINBOT_MAX_DATASET_MB")
     sandbox_memory_mb: int = Field(default=4096, ge=256, alias="TRAINBOT_SANDBOX_MEMORY_MB")
     public_host: str = Field(default="127.0.0.1", alias="TRAINBOT_PUBLIC_HOST")
+
+    @property
+    def codegen_choice(self) -> str:
+        return self.codegen or ("groq" if self.groq_api_key else "template")
+
+    @property
+    def sandbox_choice(self) -> str:
+        return self.sandbox or ("e2b" if self.e2b_api_key else "local")

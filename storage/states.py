@@ -40,6 +40,9 @@ def _allowed() -> dict[JobStatus, frozenset[JobStatus]]:
         allowed[here].add(after)
     for status in ACTIVE:
         allowed[status] |= {JobStatus.FAILED, JobStatus.CANCELLED}
+    # Generated code that failed in training or deployment goes back for a repair.
+    allowed[JobStatus.TRAINING].add(JobStatus.GENERATING_CODE)
+    allowed[JobStatus.DEPLOYING].add(JobStatus.GENERATING_CODE)
     # A live app is stopped either by its lifetime running out or by someone cancelling it.
     allowed[JobStatus.LIVE] |= {JobStatus.EXPIRED, JobStatus.CANCELLED}
     return {s: frozenset(v) for s, v in allowed.items()}

@@ -56,7 +56,30 @@ class GeneratedCode:
     provider: str = ""
 
 
+@dataclass(frozen=True)
+class CodeFailure:
+    """Why generated code did not work, as it goes back to the generator for a repair."""
+
+    stage: str  # "codegen" (rejected before running), "train" or "deploy"
+    message: str  # one line, as the user sees it
+    log: str = ""  # a trimmed traceback or log tail
+
+
 class CodeGenerator(Protocol):
     name: str
+    can_repair: bool  # False: a failure of its code is final (the offline template)
 
-    def generate(self, spec: TaskSpec, resources: list[Resource]) -> GeneratedCode: ...
+    def generate(self, spec: TaskSpec, resources: list[Resource]) -> GeneratedCode:
+        """Raises CodegenUnavailable when the provider cannot be reached (the runner then
+        falls back to the template) and InvalidCode when its answer cannot be used."""
+        ...
+
+    def repair(
+        self,
+        spec: TaskSpec,
+        resources: list[Resource],
+        previous: GeneratedCode,
+        failure: CodeFailure,
+    ) -> GeneratedCode:
+        """A corrected version of `previous`; same errors as `generate`."""
+        ...

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from pipeline.codegen.base import GeneratedCode, Resource, TaskSpec
+from pipeline.codegen.base import CodeFailure, GeneratedCode, Resource, TaskSpec
 from pipeline.codegen.contract import APP_SCRIPT, TRAIN_SCRIPT
+from pipeline.errors import CodegenError
 
 TEMPLATE_FILES = (TRAIN_SCRIPT, APP_SCRIPT)
 
@@ -19,6 +20,7 @@ class TemplateGenerator:
     """Deterministic and offline: the scripts read task.json at run time, so the spec is unused."""
 
     name = "template"
+    can_repair = False
 
     def generate(self, spec: TaskSpec, resources: list[Resource]) -> GeneratedCode:
         return GeneratedCode(
@@ -30,3 +32,12 @@ class TemplateGenerator:
             ),
             provider=self.name,
         )
+
+    def repair(
+        self,
+        spec: TaskSpec,
+        resources: list[Resource],
+        previous: GeneratedCode,
+        failure: CodeFailure,
+    ) -> GeneratedCode:
+        raise CodegenError(f"the offline template cannot be repaired: {failure.message}")

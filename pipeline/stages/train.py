@@ -41,6 +41,16 @@ def upload_job_files(
     sandbox.write_file(DATA_FILE, data_path.read_bytes())
 
 
+def install_requirements(sandbox: Sandbox, requirements: list[str], *, timeout: float) -> None:
+    """Extra packages the code asked for (already checked against the allow-list).
+
+    Sandboxes that can install (E2B) do; the local sandbox already has every allowed one.
+    """
+    install = getattr(sandbox, "install", None)
+    if requirements and install is not None:
+        install(requirements, timeout=timeout)
+
+
 def run_training(
     sandbox: Sandbox,
     *,

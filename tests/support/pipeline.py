@@ -37,6 +37,7 @@ class ScriptedGenerator:
     """A code generator that returns the template's files with some replaced."""
 
     name = "scripted"
+    can_repair = False
 
     def __init__(self, **replacements: str) -> None:
         self.replacements = {name.replace("_", "."): src for name, src in replacements.items()}

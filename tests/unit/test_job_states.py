@@ -34,7 +34,9 @@ def test_terminal_states_go_nowhere(status: JobStatus) -> None:
     [
         (JobStatus.QUEUED, JobStatus.TRAINING),  # skipping stages
         (JobStatus.QUEUED, JobStatus.LIVE),
-        (JobStatus.TRAINING, JobStatus.LOADING_DATA),  # going back
+        (JobStatus.TRAINING, JobStatus.LOADING_DATA),  # going back, except for a repair
+        (JobStatus.DEPLOYING, JobStatus.TRAINING),
+        (JobStatus.GENERATING_CODE, JobStatus.LOADING_DATA),
         (JobStatus.DEPLOYING, JobStatus.EXPIRED),  # only a live app expires
         (JobStatus.LIVE, JobStatus.FAILED),
         (JobStatus.LIVE, JobStatus.TRAINING),
@@ -44,3 +46,8 @@ def test_terminal_states_go_nowhere(status: JobStatus) -> None:
 def test_illegal_moves_raise_with_a_readable_message(current: JobStatus, wanted: JobStatus) -> None:
     with pytest.raises(IllegalTransition, match=f"{current.value} cannot become {wanted.value}"):
         check_transition(current, wanted)
+
+
+def test_code_that_failed_in_training_or_deployment_goes_back_for_a_repair() -> None:
+    check_transition(JobStatus.TRAINING, JobStatus.GENERATING_CODE)
+    check_transition(JobStatus.DEPLOYING, JobStatus.GENERATING_CODE)
