@@ -123,7 +123,9 @@ class GroqGenerator:
         """An SDK error as a short message for the user; the SDK's text goes into `detail`."""
         detail = clip(str(error), 2_000)
         if isinstance(error, groq.AuthenticationError | groq.PermissionDeniedError):
-            return CodegenUnavailable("Groq refused the API key (check GROQ_API_KEY)", detail=detail)
+            return CodegenUnavailable(
+                "Groq refused the API key (check GROQ_API_KEY)", detail=detail
+            )
         if isinstance(error, groq.RateLimitError):
             return CodegenUnavailable("Groq's rate limit or quota was reached", detail=detail)
         if isinstance(error, groq.APITimeoutError):

@@ -203,9 +203,7 @@ def repair_prompt(failure: CodeFailure) -> str:
 
 def answer_json(code: GeneratedCode) -> str:
     """A previous answer written back as the model would have given it."""
-    return json.dumps(
-        {"files": code.files, "requirements": code.requirements, "notes": code.notes}
-    )
+    return json.dumps({"files": code.files, "requirements": code.requirements, "notes": code.notes})
 
 
 def parse_answer(content: str) -> tuple[dict[str, str], list[str], str]:
@@ -220,8 +218,7 @@ def parse_answer(content: str) -> tuple[dict[str, str], list[str], str]:
         ) from None
     if not isinstance(answer, dict):
         raise InvalidCode(
-            f"the model's answer is a JSON {type(answer).__name__}, not an object with "
-            '"files"',
+            f'the model\'s answer is a JSON {type(answer).__name__}, not an object with "files"',
             detail=excerpt(content),
         )
     files = answer.get("files")

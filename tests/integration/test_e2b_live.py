@@ -1,0 +1,77 @@
+"""The E2B provider against the real E2B service. Runs only with E2B_API_KEY set (it costs a
+sandbox-minute or two): `E2B_API_KEY=e2b_... pytest -m e2b_live`."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from pipeline.sandbox.e2b import E2BSandboxProvider
+
+pytestmark = [
+    pytest.mark.e2b_live,
+    pytest.mark.skipif(
+        not os.environ.get("E2B_API_KEY"),
+        reason="E2B_API_KEY is not set; this test talks to the real E2B service",
+    ),
+]
+
+SERVER = """
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Hello).serve_forever()
+"""
+# Outbound traffic: closed for the code unless a command asks for the network.
+CONNECT_OUT = [
+    "python",
+    "-c",
+    "import socket; socket.create_connection(('1.1.1.1', 443), timeout=5).close()",
+]
+
+
+def test_a_real_sandbox_runs_code_and_serves_an_app() -> None:
+    provider = E2BSandboxProvider(api_key=os.environ["E2B_API_KEY"])
+    sandbox = provider.create(job_id="trainbot-live-test", timeout=120)
+    try:
+        sandbox.write_file("hello.txt", "hi")
+        assert sandbox.read_file("hello.txt") == b"hi"
+        with pytest.raises(FileNotFoundError):
+            sandbox.read_file("missing.txt")
+
+        lines: list[str] = []
+        result = sandbox.run(["python", "-c", "print(1)"], timeout=60, on_output=lines.append)
+        assert (result.exit_code, result.stdout, lines) == (0, "1", ["1"])
+        failed = sandbox.run(["python", "-c", "import sys; sys.exit(3)"], timeout=60)
+        assert failed.exit_code == 3
+        assert not sandbox.run(CONNECT_OUT, timeout=60).ok
+        assert sandbox.run(CONNECT_OUT, timeout=60, network=True).ok
+
+        sandbox.write_file("server.py", SERVER)
+        sandbox.start_server(["python", "server.py"], port=sandbox.app_port())
+        url = sandbox.url_for(sandbox.app_port())
+        assert url.startswith("https://")
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline and body != b"hello":
+            assert sandbox.server_exited() is None
+            try:
+                body = httpx.get(url, timeout=10).content
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert body == b"hello"
+        sandbox.extend(300)
+    finally:
+        sandbox.kill()
+    assert provider.kill(sandbox.id) is False
