@@ -28,6 +28,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "TRAINBOT_APP_TTL": 300,
         "TRAINBOT_TRAIN_TIMEOUT": 120,
         "TRAINBOT_APP_START_TIMEOUT": 20,
+        # Explicit, so a key in the environment never switches a test to a cloud provider.
+        "TRAINBOT_CODEGEN": "template",
+        "TRAINBOT_SANDBOX": "local",
     }
     values.update(overrides)
     return Settings(**values)
