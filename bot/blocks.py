@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.ids import METADATA_EVENT_TYPE, TRAIN_COMMAND, ActionId, BlockId, CallbackId
-from bot.snapshot import STAGES, JobSnapshot
+from bot.snapshot import STAGE_TITLES, STAGES, JobSnapshot
 from bot.text import (
     channel_ref,
     clip_mrkdwn,
@@ -41,7 +41,6 @@ LOG_TAIL_LINES = 25
 LIST_MAX_JOBS = 25
 HOME_MAX_JOBS = 40
 
-STAGE_TITLES: dict[str, str] = dict(STAGES)
 STATUS_EMOJI: dict[str, str] = {
     JobStatus.QUEUED: "⏳",
     **{status: "🔄" for status in RUNNING_STAGES},

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.console import ConsoleDisplay
 from pipeline.bootstrap import Services, bootstrap, build_engine
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        err.print(f"Configuration error: {error}", markup=False)
+        err.print(f"Configuration error: {_first_line(error)}", markup=False)
         return EXIT_USAGE
     handlers = {
         "run": cmd_run,
@@ -100,6 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except queries.JobLookupError as error:
         err.print(f"{error}. `trainbot jobs` lists recent jobs.", markup=False)
         return EXIT_USAGE
+    except (ValueError, ValidationError) as error:  # settings that do not fit together
+        err.print(f"Configuration error: {_first_line(error)}", markup=False)
+        return EXIT_USAGE
+    except SQLAlchemyError as error:
+        err.print(
+            f"The database at DATABASE_URL could not be used: {_first_line(error)}", markup=False
+        )
+        return EXIT_FAILED
+
+
+def _first_line(error: Exception) -> str:
+    if isinstance(error, ValidationError):  # e.g. "TRAINBOT_APP_TTL: Input should be ..."
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,10 +214,6 @@ def _print_live(job: TrainingJob) -> None:
     sys.stdout.flush()
 
 
-def _open(settings: Settings) -> Services:
-    return bootstrap(settings, sink=RecordingSink())
-
-
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     engine = build_engine(settings)
     with session_scope(engine) as session:
@@ -279,7 +291,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    services = _open(settings)
+    services = bootstrap(settings, sink=RecordingSink())
     with session_scope(services.engine) as session:
         job = queries.find_job(session, ref=args.job)
     try:

@@ -12,16 +12,9 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from bot.snapshot import STAGE_TITLES
 from pipeline.events import Event, EventKind
 from storage.states import Stage
-
-STAGE_TITLES = {
-    Stage.RESOURCES.value: "Reference resources",
-    Stage.DATASET.value: "Data set",
-    Stage.CODEGEN.value: "Code generation",
-    Stage.TRAIN.value: "Training",
-    Stage.DEPLOY.value: "Live app",
-}
 
 
 class ConsoleDisplay:

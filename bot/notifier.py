@@ -14,7 +14,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,19 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from bot import blocks
-from bot.snapshot import STAGES, JobSnapshot, build_snapshot
+from bot.snapshot import STAGE_TITLES, JobSnapshot, load_snapshot
 from pipeline.events import Event, EventKind
 from storage import queries
 from storage.db import session_scope
+from storage.states import TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 
-STAGE_TITLES = dict(STAGES)
 LOG_TAIL_LINES = 15
+CARD_POST_ATTEMPTS = 3
+ELAPSED_REFRESH_SECONDS = 15.0
+ENDED = {status.value for status in (*TERMINAL, JobStatus.LIVE)}
 CHANNEL_FALLBACK_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
-SUMMARY_KINDS = ["started", "finished", "failed", "progress", "warning"]
 CHART_TITLES = {"classification": "confusion matrix", "regression": "predicted vs actual"}
 
 
@@ -43,6 +44,7 @@ class _Card:
     ts: str
     dirty: bool = False
     last_edit: float = 0.0
+    active: bool = True  # queued or running: the elapsed time on the card moves
     stage_notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,6 +64,8 @@ class SlackNotifier:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._cards: dict[str, _Card] = {}
         self._last_write: dict[str, float] = {}
+        self._not_slack: set[str] = set()
+        self._post_failures: dict[str, int] = {}
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="slack-notifier", daemon=True)
@@ -117,7 +121,7 @@ class SlackNotifier:
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "card":
-            self._post_card(payload)
+            self._card(payload)
         elif kind == "reply":
             job_id, message = payload
             card = self._card(job_id)
@@ -127,10 +131,14 @@ class SlackNotifier:
             self._on_event(payload)
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == EventKind.LOG:
+            return  # output lines reach Slack only as a summary, on failure or via /train logs
         card = self._card(event.job_id)
         if card is None:
             return  # not a Slack job (e.g. started from the CLI)
         card.dirty = True
+        if event.data.get("status") in ENDED:
+            card.active = False
         if event.kind == EventKind.PROGRESS:
             card.stage_notes[event.stage] = event.message
         elif event.kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
@@ -205,6 +213,9 @@ class SlackNotifier:
     def _flush_due_cards(self) -> None:
         now = time.monotonic()
         for job_id, card in list(self._cards.items()):
+            # A running job's card also ticks now and then, so its elapsed time stays true.
+            if card.active and now - card.last_edit >= ELAPSED_REFRESH_SECONDS:
+                card.dirty = True
             if card.dirty and now - card.last_edit >= self.card_interval:
                 self._edit_card(job_id, card)
 
@@ -226,14 +237,28 @@ class SlackNotifier:
         return snap
 
     def _card(self, job_id: str) -> _Card | None:
+        """The job's card; posts it now if posting failed before (a Slack hiccup)."""
         card = self._cards.get(job_id)
-        if card is None:
-            with session_scope(self.engine) as session:
-                job = queries.get_job(session, job_id=job_id)
-            if job is None or not job.card_ts or not job.card_channel_id:
-                return None
+        if card is not None or job_id in self._not_slack:
+            return card
+        with session_scope(self.engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+        if job is None or job.origin != "slack":
+            self._not_slack.add(job_id)
+            return None
+        if job.card_ts and job.card_channel_id:
             card = self._cards[job_id] = _Card(channel=job.card_channel_id, ts=job.card_ts)
-        return card
+            return card
+        failures = self._post_failures.get(job_id, 0)
+        if failures >= CARD_POST_ATTEMPTS:
+            return None
+        try:
+            self._post_card(job_id)
+        except SlackApiError:
+            self._post_failures[job_id] = failures + 1
+            log.warning("could not post the card of job %s (attempt %d)", job_id, failures + 1)
+            return None
+        return self._cards.get(job_id)
 
     # -- thread ----------------------------------------------------------------------------------
 
@@ -283,12 +308,5 @@ class SlackNotifier:
             job = queries.get_job(session, job_id=job_id)
             if job is None:
                 raise LookupError(job_id)
-            model = queries.get_model(session, model_id=job.model_id)
-            events = queries.list_events(session, job_id=job_id, kinds=SUMMARY_KINDS)
-        snap = build_snapshot(
-            job,
-            model_name=model.name if model else job.short_id,
-            events=events,
-            now=datetime.now(UTC),
-        )
+            snap = load_snapshot(session, job)
         return snap, job.channel_id or job.requested_by, job.requested_by

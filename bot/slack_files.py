@@ -27,6 +27,9 @@ class SlackFileSource:
     def __init__(self, client: WebClient, *, api_url: str) -> None:
         self.client = client
         self.trusted_hosts = SLACK_FILE_HOSTS | {urlsplit(api_url).hostname or ""}
+        # The bot token only travels over https, unless the Web API itself is plain http
+        # (a local stand-in of Slack).
+        self.schemes = {"https", urlsplit(api_url).scheme}
 
     def fetch(self, reference: str, *, max_bytes: int) -> ExternalData:
         file_id, _, name = reference.partition("/")
@@ -38,10 +41,8 @@ class SlackFileSource:
                 f"({error.response.get('error')}); upload it again."
             ) from error
         url = info.get("url_private_download") or info.get("url_private") or ""
-        if urlsplit(url).hostname not in self.trusted_hosts or urlsplit(url).scheme not in (
-            "http",
-            "https",
-        ):
+        where = urlsplit(url)
+        if where.hostname not in self.trusted_hosts or where.scheme not in self.schemes:
             raise DatasetError(f"the uploaded file {name} is not stored on Slack; upload it again.")
         content = self._download(url, name, max_bytes)
         return ExternalData(content=content, name=name or info.get("name") or f"{file_id}.csv")
@@ -52,7 +53,12 @@ class SlackFileSource:
         size = 0
         try:
             with httpx.stream(
-                "GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False
+                "GET",
+                url,
+                headers=headers,
+                timeout=DOWNLOAD_TIMEOUT,
+                follow_redirects=False,
+                trust_env=False,  # no proxy from the environment sees the bot token
             ) as response:
                 if response.status_code != 200:
                     raise DatasetError(

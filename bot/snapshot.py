@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlmodel import Session
+
+from storage import queries
 from storage.models import JobEvent, TrainingJob
 
 STAGES: tuple[tuple[str, str], ...] = (
@@ -16,6 +19,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("train", "Training"),
     ("deploy", "Live app"),
 )
+STAGE_TITLES: dict[str, str] = dict(STAGES)
 
 
 @dataclass(frozen=True)
@@ -111,4 +115,16 @@ def build_snapshot(
     )
 
 
-_STAGE_NAMES = {name for name, _ in STAGES}
+_STAGE_NAMES = set(STAGE_TITLES)
+
+
+# The events a snapshot is built from (output lines are left out: there can be thousands).
+SUMMARY_KINDS = ["started", "finished", "failed", "progress", "warning"]
+
+
+def load_snapshot(session: Session, job: TrainingJob) -> JobSnapshot:
+    model = queries.get_model(session, model_id=job.model_id)
+    events = queries.list_events(session, job_id=job.id, kinds=SUMMARY_KINDS)
+    return build_snapshot(
+        job, model_name=model.name if model else job.short_id, events=events, now=datetime.now(UTC)
+    )

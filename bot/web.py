@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.runtime import BotRuntime
 from storage import queries
-from storage.db import session_scope
+from storage.db import ping, session_scope
 from storage.models import TrainingJob
 
 STATUS_PATH = re.compile(r"^/api/training-jobs/([^/]+)/status$")
@@ -35,8 +35,10 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
         if path == "/slack/events":
             return slack(environ, start_response)
         if path == "/healthz" and method == "GET":
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            try:
+                ping(engine)
+            except SQLAlchemyError:
+                return _json(start_response, 503, {"status": "database unreachable"})
             return _json(start_response, 200, {"status": "ok"})
         match = STATUS_PATH.match(path)
         if match and method == "GET":
@@ -84,7 +86,10 @@ def job_status(job: TrainingJob, model_name: str | None) -> dict[str, Any]:
 def _authorized(environ: dict[str, Any], token: str) -> bool:
     header = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, given = header.partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+    if not token or scheme.lower() != "bearer":
+        return False
+    # Bytes, so any header (even one that is not ASCII) is compared in constant time.
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token.encode())
 
 
 def _json(
@@ -94,7 +99,9 @@ def _json(
     extra: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     data = json.dumps(body).encode()
-    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}.get(status, "Error")
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(
+        status, "Error"
+    )
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
     start_response(f"{status} {reason}", headers + (extra or []))
     return [data]

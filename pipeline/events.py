@@ -50,19 +50,3 @@ class RecordingSink:
     def of_kind(self, kind: EventKind) -> list[Event]:
         with self._lock:
             return [e for e in self.events if e.kind == kind]
-
-
-class FanOutSink:
-    """Publishes to several sinks; a failing sink never breaks the job."""
-
-    def __init__(self, *sinks: ProgressSink) -> None:
-        self.sinks = list(sinks)
-
-    def publish(self, event: Event) -> None:
-        for sink in self.sinks:
-            try:
-                sink.publish(event)
-            except Exception:  # noqa: BLE001 - a display problem must not fail training
-                import logging
-
-                logging.getLogger(__name__).exception("progress sink %r failed", sink)

@@ -33,7 +33,7 @@ from pipeline.stages.train import install_requirements, run_training, upload_job
 from storage import queries
 from storage.db import session_scope
 from storage.models import TrainingJob
-from storage.states import STAGE_STATUS, IllegalTransition, JobStatus, Stage
+from storage.states import STAGE_STATUS, TERMINAL, IllegalTransition, JobStatus, Stage
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,11 @@ class JobRunner:
     def _finish(self, recorder: JobRecorder, status: JobStatus, message: str) -> None:
         with session_scope(self.deps.engine) as session:
             job = queries.get_job(session, job_id=recorder.job_id)
-            if job is not None and job.job_status != status:
+            if job is None:
+                return
+            if job.job_status in TERMINAL and job.job_status != status:
+                return  # another ending (e.g. a service shutdown) was recorded first
+            if job.job_status != status:
                 queries.transition(session, job_id=recorder.job_id, to=status)
         recorder.emit(EventKind.FINISHED, JOB, message, status=status.value)
 
@@ -183,11 +187,14 @@ class _Attempt:
                 failure = CodeFailure(stage=self.stage, message=error.message, log=error.detail)
                 emit(EventKind.WARNING, self.stage, f"{error.message}; trying again")
         expires_at = datetime.now(UTC) + timedelta(seconds=self.job.ttl_seconds)
-        with session_scope(self.deps.engine) as session:
-            queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
-            queries.mark_live(
-                session, job_id=self.job.id, url=deployment.url, expires_at=expires_at
-            )
+        try:
+            with session_scope(self.deps.engine) as session:
+                queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
+                queries.mark_live(
+                    session, job_id=self.job.id, url=deployment.url, expires_at=expires_at
+                )
+        except IllegalTransition as error:  # cancelled while the app was being verified
+            raise JobCancelled("cancelled") from error
         emit(
             EventKind.FINISHED,
             JOB,
@@ -208,8 +215,9 @@ class _Attempt:
             )
             self._update(sandbox_provider=self.deps.sandboxes.name, sandbox_id=self.sandbox.id)
             self._progress(f"sandbox {self.sandbox.id}: {self.sandbox.isolation}")
-            upload_job_files(self.sandbox, code, dataset.spec, dataset.data_path)
+            # Packages first: the user's data is not in the sandbox while pip has the network.
             install_requirements(self.sandbox, code.requirements, timeout=settings.train_timeout)
+            upload_job_files(self.sandbox, code, dataset.spec, dataset.data_path)
             outcome = run_training(
                 self.sandbox,
                 timeout=settings.train_timeout,

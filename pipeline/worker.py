@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -28,6 +29,7 @@ from storage.states import ACTIVE, RUNNING_STAGES, IllegalTransition, JobStatus
 log = logging.getLogger(__name__)
 
 RESTART_REASON = "the service restarted while this job was running; retry it to run it again"
+STOP_REASON = "the service stopped while this job was running; retry it to run it again"
 
 
 class JobWorker:
@@ -54,13 +56,20 @@ class JobWorker:
         if recover:
             self.recover()
 
-    def shutdown(self, *, stop_apps: bool = True) -> None:
+    def shutdown(self, *, stop_apps: bool | None = None) -> None:
+        """Stops the worker. Jobs still running fail with a reason that says to retry them.
+
+        Live apps are stopped when they would die with this process anyway (the local
+        sandbox) or when asked; cloud apps otherwise live on and are re-armed on start.
+        """
         with self._lock:
-            tokens = list(self._tokens.values())
-        for token in tokens:
+            running = list(self._tokens.items())
+        for job_id, token in running:
+            self._fail(job_id, STOP_REASON)
             token.cancel()
-        self.scheduler.shutdown(wait=True)
-        if stop_apps:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if stop_apps if stop_apps is not None else self.deps.sandboxes.name == "local":
             for job_id in list(self._live):
                 self.expire(job_id, reason="the service stopped")
 
@@ -89,25 +98,29 @@ class JobWorker:
         )
 
     def cancel(self, job_id: str) -> TrainingJob:
-        """Cancels a queued or running job, or stops a live app. Raises IllegalTransition."""
+        """Cancels a queued or running job, or stops a live app. Raises IllegalTransition.
+
+        Only the state change happens here; killing a sandbox (seconds, for a cloud one)
+        happens in the background, so a Slack command can answer at once.
+        """
         with session_scope(self.deps.engine) as session:
             job = queries.transition(session, job_id=job_id, to=JobStatus.CANCELLED)
             was_live = job.deployment_url is not None
         with self._lock:
             token = self._tokens.get(job_id)
             sandbox = self._live.pop(job_id, None)
-        if token is not None:
-            token.cancel()  # the runner kills its sandbox and records the event
-        else:
-            self._remove_scheduled(f"run:{job_id}")
-            self._kill_sandbox(job, sandbox)
-            self._recorder(job_id).emit(
-                EventKind.FINISHED,
-                JOB,
-                "the live app was stopped" if was_live else "cancelled before it started",
-                status=JobStatus.CANCELLED.value,
-            )
         self._remove_scheduled(f"expire:{job_id}")
+        if token is not None:
+            token.cancel()  # the runner (or _run, if it just finished) stops the sandbox
+            return job
+        self._remove_scheduled(f"run:{job_id}")
+        self._in_background(self._kill_sandbox, sandbox, job.sandbox_id)
+        self._recorder(job_id).emit(
+            EventKind.FINISHED,
+            JOB,
+            "the live app was stopped" if was_live else "cancelled",
+            status=JobStatus.CANCELLED.value,
+        )
         return job
 
     def expire(self, job_id: str, *, reason: str = "its lifetime ran out") -> None:
@@ -117,17 +130,12 @@ class JobWorker:
             with session_scope(self.deps.engine) as session:
                 job = queries.transition(session, job_id=job_id, to=JobStatus.EXPIRED)
         except IllegalTransition:  # cancelled meanwhile, perhaps from another process
-            if sandbox is not None:
-                sandbox.kill()
+            self._kill_sandbox(sandbox, None)
             return
-        self._kill_sandbox(job, sandbox)
+        self._kill_sandbox(sandbox, job.sandbox_id)
         self._recorder(job_id).emit(
             EventKind.FINISHED, JOB, f"the live app was stopped: {reason}", status="expired"
         )
-
-    def live_sandbox(self, job_id: str) -> Sandbox | None:
-        with self._lock:
-            return self._live.get(job_id)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -135,21 +143,31 @@ class JobWorker:
         token = CancelToken(lambda: self._cancelled_in_db(job_id))
         with self._lock:
             self._tokens[job_id] = token
+        sandbox = None
         try:
             sandbox = self.runner.run(job_id, token)
         finally:
-            with self._lock:
-                self._tokens.pop(job_id, None)
+            if sandbox is None:
+                with self._lock:
+                    self._tokens.pop(job_id, None)
         if sandbox is None:
             return
-        with session_scope(self.deps.engine) as session:
-            job = queries.get_job(session, job_id=job_id)
-        if job is None or job.job_status != JobStatus.LIVE:
-            sandbox.kill()  # cancelled between going live and here
-            return
+        # Hand the app over from the token to the live set atomically, so a cancel that
+        # lands now is seen either here or by cancel(), never by nobody.
         with self._lock:
-            self._live[job_id] = sandbox
-        self._schedule_expiry(job)
+            self._tokens.pop(job_id, None)
+            with session_scope(self.deps.engine) as session:
+                job = queries.get_job(session, job_id=job_id)
+            live = job is not None and job.job_status == JobStatus.LIVE
+            if live:
+                self._live[job_id] = sandbox
+        if live and job is not None:
+            self._schedule_expiry(job)
+            return
+        self._kill_sandbox(sandbox, None)
+        self._recorder(job_id).emit(
+            EventKind.FINISHED, JOB, "the live app was stopped", status=job.status if job else ""
+        )
 
     def _cancelled_in_db(self, job_id: str) -> bool:
         with session_scope(self.deps.engine) as session:
@@ -176,22 +194,32 @@ class JobWorker:
             self._schedule_expiry(job)
 
     def _fail_interrupted(self, job: TrainingJob) -> None:
-        if job.sandbox_id:
-            self.deps.sandboxes.kill(job.sandbox_id)
-        with session_scope(self.deps.engine) as session:
-            queries.transition(session, job_id=job.id, to=JobStatus.FAILED, error=RESTART_REASON)
-        self._recorder(job.id).emit(
-            EventKind.FAILED, job.stage or JOB, RESTART_REASON, status="failed"
-        )
+        self._kill_sandbox(None, job.sandbox_id)
+        self._fail(job.id, RESTART_REASON)
 
-    def _kill_sandbox(self, job: TrainingJob, sandbox: Sandbox | None) -> None:
+    def _fail(self, job_id: str, reason: str) -> None:
+        try:
+            with session_scope(self.deps.engine) as session:
+                job = queries.transition(session, job_id=job_id, to=JobStatus.FAILED, error=reason)
+        except IllegalTransition:
+            return  # it ended meanwhile
+        self._recorder(job_id).emit(EventKind.FAILED, job.stage or JOB, reason, status="failed")
+
+    def _kill_sandbox(self, sandbox: Sandbox | None, sandbox_id: str | None) -> None:
+        """Kills the sandbox object this process holds, or else the one with this id."""
         try:
             if sandbox is not None:
                 sandbox.kill()
-            elif job.sandbox_id:
-                self.deps.sandboxes.kill(job.sandbox_id)  # started by another process
+            elif sandbox_id:
+                self.deps.sandboxes.kill(sandbox_id)  # started by another process
         except Exception:  # noqa: BLE001 - the state change already happened
-            log.exception("could not kill the sandbox of job %s", job.id)
+            log.exception("could not kill sandbox %s", sandbox_id or getattr(sandbox, "id", "?"))
+
+    def _in_background(self, task: Callable[..., None], *args: object) -> None:
+        if self.scheduler.running:
+            self.scheduler.add_job(task, args=list(args), executor="housekeeping")
+        else:
+            task(*args)
 
     def _remove_scheduled(self, scheduler_job_id: str) -> None:
         try:

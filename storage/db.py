@@ -9,9 +9,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
+
+from storage import queries
+from storage.models import TrainingJob
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -65,3 +69,25 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def ping(engine: Engine) -> None:
+    """Raises when the database cannot be reached."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def create_job_once(engine: Engine, **fields: Any) -> tuple[TrainingJob, bool]:
+    """`queries.create_job` in its own transaction, safe against the same request arriving
+    twice at once: (job, created). The loser of a race gets the winner's job."""
+    try:
+        with session_scope(engine) as session:
+            key = fields.get("request_key")
+            seen = queries.get_job_by_request_key(session, request_key=key) if key else None
+            return (seen, False) if seen else (queries.create_job(session, **fields), True)
+    except IntegrityError:
+        with session_scope(engine) as session:
+            seen = queries.get_job_by_request_key(session, request_key=fields["request_key"])
+        if seen is None:
+            raise
+        return seen, False

@@ -86,8 +86,18 @@ def get_job_by_request_key(session: Session, *, request_key: str) -> TrainingJob
     return session.exec(select(TrainingJob).where(TrainingJob.request_key == request_key)).first()
 
 
-def create_retry(session: Session, *, job_id: str, requested_by: str | None = None) -> TrainingJob:
-    """A new queued job for the same model and inputs; the old job keeps its history."""
+def create_retry(
+    session: Session,
+    *,
+    job_id: str,
+    requested_by: str | None = None,
+    origin: str | None = None,
+) -> TrainingJob:
+    """A new queued job for the same model and inputs; the old job keeps its history.
+
+    `origin` is where the retry was asked from: a CLI job retried from Slack becomes a
+    Slack job, so it may no longer read files on the server.
+    """
     old = _require(session, job_id)
     if old.job_status not in TERMINAL:
         raise JobActionError(
@@ -109,7 +119,7 @@ def create_retry(session: Session, *, job_id: str, requested_by: str | None = No
         requested_by=requested_by if requested_by is not None else old.requested_by,
         channel_id=old.channel_id,
         ttl_seconds=old.ttl_seconds,
-        origin=old.origin,
+        origin=origin or old.origin,
     )
     session.add(job)
     session.flush()
@@ -124,13 +134,13 @@ def get_model(session: Session, *, model_id: str) -> AiModel | None:
     return session.get(AiModel, model_id)
 
 
-def find_job(session: Session, *, ref: str) -> TrainingJob:
+def find_job(session: Session, *, ref: str, min_prefix: int = MIN_ID_PREFIX) -> TrainingJob:
     """A job by its full id or an unambiguous prefix of it (people type the short id)."""
     ref = ref.strip().lower()
-    if len(ref) < MIN_ID_PREFIX or not all(c in "0123456789abcdef" for c in ref):
+    if len(ref) < min_prefix or not all(c in "0123456789abcdef" for c in ref):
         raise JobLookupError(
-            f"'{ref}' is not a job id; job ids look like a1b2c3d4 "
-            f"(at least {MIN_ID_PREFIX} characters of the id)"
+            f"'{ref[:40]}' is not a job id; job ids look like a1b2c3d4 "
+            f"(at least {min_prefix} characters of the id)"
         )
     jobs = session.exec(
         select(TrainingJob).where(col(TrainingJob.id).startswith(ref)).limit(2)

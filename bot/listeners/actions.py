@@ -20,13 +20,10 @@ def register(app: App, ctx: BotContext) -> None:
         ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
     ) -> None:
         ack()
-        user = body["user"]["id"]
         try:
-            job = cancel_job(ctx, action["value"])
+            cancel_job(ctx, action["value"], by=body["user"]["id"])
         except (JobLookupError, ActionRefused) as error:
             _tell(client, body, f"{error}.")
-            return
-        ctx.notifier.reply(job.id, blocks.cancelled_reply(user))
 
     @app.action(ActionId.RETRY_JOB.value)
     def handle_retry_button(

@@ -89,8 +89,7 @@ def _list(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.M
 
 
 def _cancel(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
-    job = cancel_job(ctx, _job_ref(args, "cancel"))
-    ctx.notifier.reply(job.id, blocks.cancelled_reply(command["user_id"]))
+    job = cancel_job(ctx, _job_ref(args, "cancel"), by=command["user_id"])
     return blocks.note_reply(f"Job {job.short_id} is cancelled.")
 
 

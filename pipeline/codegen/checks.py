@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 
 from pipeline.codegen.contract import REQUIRED_SOURCES
@@ -35,6 +36,14 @@ def check_code(files: dict[str, str], requirements: list[str] | None = None) -> 
             )
         if name.endswith(".py"):
             _check_python(name, source, local_modules, files)
+    for requirement in requirements or []:
+        if not _PLAIN_REQUIREMENT.match(requirement.strip()):
+            # URLs, paths, extras, markers and pip options could pull code from anywhere.
+            raise InvalidCode(
+                f"the generated code asks for {requirement[:80]!r}; only plain package names "
+                "with an optional version (e.g. scikit-learn>=1.4) are allowed",
+                files=files,
+            )
     unknown = sorted(set(_normalise(r) for r in requirements or []) - ALLOWED_REQUIREMENTS)
     if unknown:
         raise InvalidCode(
@@ -79,9 +88,13 @@ def _imports(tree: ast.AST) -> list[str]:
     return found
 
 
+_VERSION_CLAUSE = r"(==|>=|<=|~=|!=|<|>)\s*[0-9][0-9a-zA-Z.*]*"
+_PLAIN_REQUIREMENT = re.compile(
+    rf"^[A-Za-z0-9][A-Za-z0-9._-]*(\s*{_VERSION_CLAUSE}(\s*,\s*{_VERSION_CLAUSE})*)?$"
+)
+
+
 def _normalise(requirement: str) -> str:
-    """'scikit-learn>=1.4' -> 'scikit-learn'."""
-    name = requirement.strip().lower()
-    for stop in "<>=!~[; ":
-        name = name.split(stop)[0]
-    return name.replace("_", "-")
+    """'scikit-learn>=1.4' -> 'scikit-learn' (after _PLAIN_REQUIREMENT has vetted it)."""
+    name = re.split(r"[<>=!~\s]", requirement.strip(), maxsplit=1)[0]
+    return name.lower().replace("_", "-")

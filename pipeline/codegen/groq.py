@@ -8,6 +8,7 @@ runner falls back to the template) or InvalidCode (the runner may ask again).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Groq's production Llama 3.3 70B: supports JSON mode, 128k context, 32k output tokens, and
 # writes sound Python; also on the free tier. Reasoning models (gpt-oss, qwen3) spend output
 # tokens thinking, which free-tier per-minute token limits make costly for two whole files.
+USAGE_KEPT = 100
 DEFAULT_MODEL = "llama-3.3-70b-versatile"
 TEMPERATURE = 0.2  # code, not prose: little variety, but not fully greedy so a retry can differ
 JSON_VALIDATE_FAILED = "json_validate_failed"  # Groq's 400 when JSON mode output is not JSON
@@ -60,7 +62,8 @@ class GroqGenerator:
         """`base_url` None lets the SDK read GROQ_BASE_URL (then https://api.groq.com)."""
         self.model = model
         self.timeout = timeout
-        self.usage: list[Usage] = []  # one entry per answered call, for cost reporting
+        # The latest answered calls, for cost reporting (bounded: the service runs for long).
+        self.usage: deque[Usage] = deque(maxlen=USAGE_KEPT)
         self._client = client or groq.Groq(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )

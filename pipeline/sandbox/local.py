@@ -44,6 +44,7 @@ from pipeline.errors import SandboxError
 from pipeline.sandbox.base import CommandResult
 
 log = logging.getLogger(__name__)
+_PR_SET_DUMPABLE = 4
 
 MOUNT = "/sandbox"  # the working directory as the code sees it under bubblewrap
 VENV_MOUNT = "/venv"  # the service's virtualenv, mounted away from the project directory
@@ -208,6 +209,17 @@ def _python_layout() -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 @cache
+def _hide_own_environment() -> None:
+    """Without bubblewrap, code runs as this service's user and could read the service's
+    environment (its tokens) from /proc/<service pid>/environ. A non-dumpable process's
+    /proc entries belong to root, which closes that door unless the service runs as root."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to close
+        log.warning("could not mark the service non-dumpable")
+
+
 def _probe_bubblewrap(executable: str) -> tuple[_Bubblewrap | None, str]:
     """bubblewrap as this host allows it, or None and why not. Probed once per process."""
     try:
@@ -723,6 +735,7 @@ class LocalSandboxProvider:
     def _choose(self, isolation: str) -> tuple[_Bubblewrap | None, str]:
         limits = self._limits.describe()
         if isolation == "process":
+            _hide_own_environment()
             return None, self._process_only("bubblewrap disabled", limits)
         executable = shutil.which("bwrap")
         bwrap, why = _probe_bubblewrap(executable) if executable else (None, "bwrap not on PATH")
@@ -731,6 +744,7 @@ class LocalSandboxProvider:
         if isolation == "bwrap":
             raise SandboxError("bubblewrap is required but does not work here.", detail=why)
         log.warning("bubblewrap unavailable, sandboxes get process limits only: %s", why)
+        _hide_own_environment()
         return None, self._process_only("bubblewrap not available", limits)
 
     @staticmethod

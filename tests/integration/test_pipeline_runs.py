@@ -254,3 +254,16 @@ def test_restart_requeues_queued_jobs_and_fails_interrupted_ones(
         assert wait_for(services, waiting).status == JobStatus.LIVE
     finally:
         services.worker.shutdown()
+
+
+def test_shutdown_fails_running_jobs_with_a_reason_to_retry(engine: Engine, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    services = start_services(engine, settings, codegen=ScriptedGenerator(train_py=SLEEPING_TRAIN))
+    job_id = submit(services, dataset_source="iris")
+    wait_for(services, job_id, {JobStatus.TRAINING})
+    services.worker.shutdown()
+    job = get(services, job_id)
+    assert (job.status, job.stage) == (JobStatus.FAILED, "train")
+    assert "service stopped" in (job.error or "") and "retry" in (job.error or "")
+    assert job.sandbox_id and not (settings.data_dir / "sandboxes" / job.sandbox_id).exists()
+    assert event_messages(services, job_id, "failed") == [job.error]
