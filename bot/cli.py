@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -349,12 +350,15 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     runtime = build_runtime(settings, slack)
     signal.signal(signal.SIGTERM, _interrupt)
     runtime.start(worker=not args.no_worker)
-    out.print("TrainBot connected over Socket Mode")
+    handler = SocketModeHandler(runtime.app, app_token=slack.app_token)
     try:
-        SocketModeHandler(runtime.app, app_token=slack.app_token).start()
+        handler.connect()
+        out.print("TrainBot connected over Socket Mode")
+        threading.Event().wait()  # the handler's threads do the work; wait for Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
+        handler.close()
         runtime.stop()
     return 0
 

@@ -48,6 +48,7 @@ class JobWorker:
         self._tokens: dict[str, CancelToken] = {}
         self._live: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -63,6 +64,9 @@ class JobWorker:
         sandbox) or when asked; cloud apps otherwise live on and are re-armed on start.
         """
         with self._lock:
+            # From here no job thread touches the scheduler: APScheduler's shutdown holds its
+            # job-store lock while it waits for those threads, so a late add_job would hang.
+            self._stopping = True
             running = list(self._tokens.items())
         for job_id, token in running:
             self._fail(job_id, STOP_REASON)
@@ -159,10 +163,11 @@ class JobWorker:
             with session_scope(self.deps.engine) as session:
                 job = queries.get_job(session, job_id=job_id)
             live = job is not None and job.job_status == JobStatus.LIVE
-            if live:
+            if live and job is not None:
                 self._live[job_id] = sandbox
-        if live and job is not None:
-            self._schedule_expiry(job)
+                if not self._stopping:
+                    self._schedule_expiry(job)
+        if live:
             return
         self._kill_sandbox(sandbox, None)
         self._recorder(job_id).emit(

@@ -10,7 +10,9 @@ It refuses what Slack refuses: a missing or wrong token, blocks and views over B
 limits, malformed metadata, and more than one message a second into a channel (HTTP 429 with
 Retry-After). File uploads (files_upload_v2) and private file downloads go through the same
 server; those two non-API requests are recorded in `calls` as the pseudo-methods UPLOAD and
-DOWNLOAD. All state is guarded by one lock, so handlers on the server's threads never race.
+DOWNLOAD. apps.connections.open takes the app-level token (`app_token`, as a Bearer header
+only) and answers with a URL from `socket_mode` (tests.fakes.slack_socket.FakeSocketMode.new_url).
+All state is guarded by one lock, so handlers on the server's threads never race.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from tests.fakes.slack_requests import (
 
 UPLOAD = "files:upload"  # POST of the bytes to the URL files.getUploadURLExternal returned
 DOWNLOAD = "files:download"  # GET of a file's url_private(_download)
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 CHANNEL_MESSAGE_METHODS = frozenset(
     {"chat.postMessage", "chat.update", "chat.postEphemeral", "files.completeUploadExternal"}
 )
@@ -90,6 +93,8 @@ class FakeSlack:
         self,
         *,
         token: str = "xoxb-test-token",
+        app_token: str = "xapp-1-A0001-test-token",
+        socket_mode: Callable[[], str] | None = None,
         per_channel_interval: float = 1.0,
         retry_after: int = 1,
         trigger_ids: Iterable[str] | None = None,
@@ -98,7 +103,9 @@ class FakeSlack:
         bot_id: str = "B0TRAINBOT",
         team_id: str = "T0TEAM",
     ) -> None:
-        self.token = token
+        self.token, self.app_token = token, app_token
+        # Issues a Socket Mode websocket URL; None: the app has Socket Mode turned off.
+        self.socket_mode = socket_mode
         self.per_channel_interval = per_channel_interval
         self.retry_after = retry_after
         # None: any non-empty trigger_id opens a view once; a set: only those do.
@@ -129,6 +136,7 @@ class FakeSlack:
         self._ts_micros = 1_733_000_000_000_000
         self._seq = itertools.count(1)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "apps.connections.open": self._open_connection,
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
@@ -282,7 +290,11 @@ class FakeSlack:
         handler = self._methods.get(method)
         if handler is None:
             return _json_reply({"ok": False, "error": "unknown_method", "req_method": method})
-        auth_error = self._auth_error(headers.get("authorization"), params.pop("token", None))
+        form_token = params.pop("token", None)
+        if method in APP_TOKEN_METHODS:
+            auth_error = self._app_auth_error(headers.get("authorization"))
+        else:
+            auth_error = self._auth_error(headers.get("authorization"), form_token)
         if auth_error:
             return _json_reply({"ok": False, "error": auth_error})
         if self._forced_429.get(method):
@@ -313,9 +325,25 @@ class FakeSlack:
         valid = authorization == f"Bearer {self.token}" or form_token == self.token
         return None if valid else "invalid_auth"
 
+    def _app_auth_error(self, authorization: str | None) -> str | None:
+        if authorization is None:  # Slack refuses the app token as a form field here
+            return "not_authed"
+        if authorization == f"Bearer {self.app_token}":
+            return None
+        return (
+            "not_allowed_token_type" if authorization == f"Bearer {self.token}" else "invalid_auth"
+        )
+
     def _ratelimited(self) -> _Reply:
         retry = {"Retry-After": str(self.retry_after)}
         return _json_reply({"ok": False, "error": "ratelimited"}, status=429, **retry)
+
+    # -- apps --------------------------------------------------------------------------------
+
+    def _open_connection(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_mode is None:
+            raise SlackError("socket_mode_not_enabled")  # the fake's own code for a setup slip
+        return {"url": self.socket_mode()}
 
     # -- chat --------------------------------------------------------------------------------
 

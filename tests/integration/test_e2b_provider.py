@@ -216,6 +216,10 @@ def test_a_job_goes_live_in_e2b_and_its_sandbox_is_recorded_and_killed(
 
         services.worker.cancel(job_id)
         assert jobs.get(services, job_id).status == JobStatus.CANCELLED
+        deadline = time.monotonic() + 10  # the kill runs in the background after the cancel
+        while not sdk.killed_ids:
+            assert time.monotonic() < deadline, "the sandbox was never killed"
+            time.sleep(0.05)
         assert sdk.killed_ids == [fake.sandbox_id]
     finally:
         services.worker.shutdown()

@@ -24,6 +24,7 @@ from tests.support.pipeline import (
     start_services,
     submit,
     wait_for,
+    wait_until_down,
 )
 
 SLEEPING_TRAIN = "import time\nprint('training started', flush=True)\ntime.sleep(120)\n"
@@ -92,8 +93,7 @@ def test_iris_job_goes_live_verified_and_can_be_stopped(
 
     services.worker.cancel(job_id)
     assert get(services, job_id).status == JobStatus.CANCELLED
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(job.deployment_url + "health", timeout=2)
+    wait_until_down(job.deployment_url or "")
 
 
 def test_live_app_expires_after_its_ttl(services: Services) -> None:
@@ -101,8 +101,7 @@ def test_live_app_expires_after_its_ttl(services: Services) -> None:
     job = wait_for(services, job_id)
     assert job.status == JobStatus.LIVE, job.error
     job = wait_for(services, job_id, {JobStatus.EXPIRED}, timeout=30)
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"{job.deployment_url}health", timeout=2)
+    wait_until_down(job.deployment_url or "")
     with session_scope(services.engine) as session:
         model = queries.get_model(session, model_id=job.model_id)
     assert model is not None and model.deployed_url is None

@@ -12,23 +12,23 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.ids import ActionId, BlockId
-from storage import queries
-from storage.db import make_engine, session_scope, upgrade
+from bot.ids import ActionId
+from storage.db import make_engine, upgrade
 from storage.models import TrainingJob
 from storage.states import JobStatus
 from tests.fakes.slack_api import DOWNLOAD, FakeSlack
 from tests.support.messy import write_messy_csv
-from tests.support.pipeline import SETTLED, ScriptedGenerator
-from tests.support.slack_bot import API_TOKEN, BotHarness, running_bot
-from tests.support.slack_payloads import (
-    block_action,
-    file_value,
-    select_value,
-    text_value,
-    url_value,
-    view_submission,
+from tests.support.pipeline import SETTLED, ScriptedGenerator, wait_until_down
+from tests.support.slack_bot import (
+    API_TOKEN,
+    BotHarness,
+    buttons,
+    card_of,
+    jobs,
+    running_bot,
+    wait_job,
 )
+from tests.support.slack_payloads import block_action, train_form, view_submission
 
 SLEEPING_TRAIN = "import time\nprint('training started', flush=True)\ntime.sleep(120)\n"
 
@@ -60,71 +60,10 @@ def open_modal(bot: BotHarness, channel: str = "C1", user: str = "U1") -> dict[s
     return opened[-1]["view"]
 
 
-def form(**fields: Any) -> dict[str, dict[str, Any]]:
-    """Modal state values; only the fields given are filled in, as Slack sends them."""
-    kinds = {
-        BlockId.NAME: (ActionId.NAME, text_value),
-        BlockId.GOAL: (ActionId.GOAL, text_value),
-        BlockId.DATASET: (ActionId.DATASET, select_value),
-        BlockId.DATASET_URL: (ActionId.DATASET_URL, url_value),
-        BlockId.DATASET_FILE: (ActionId.DATASET_FILE, file_value),
-        BlockId.TARGET: (ActionId.TARGET, text_value),
-        BlockId.RESOURCES: (ActionId.RESOURCES, text_value),
-        BlockId.TASK: (ActionId.TASK, select_value),
-        BlockId.TTL: (ActionId.TTL, select_value),
-    }
-    values: dict[str, dict[str, Any]] = {}
-    for block, (action, make) in kinds.items():
-        given = fields.get(block.value)
-        empty: Any = [] if block == BlockId.DATASET_FILE else (None if make is select_value else "")
-        values[block.value] = {action.value: make(given if given is not None else empty)}
-    return values
-
-
 def submit(
     bot: BotHarness, view: dict[str, Any], user: str = "U1", **fields: Any
 ) -> httpx.Response:
-    return bot.sender.interaction(view_submission(view, form(**fields), user=user))
-
-
-def jobs(bot: BotHarness) -> list[TrainingJob]:
-    with session_scope(bot.engine) as session:
-        return queries.list_jobs(session, limit=100)
-
-
-def wait_job(
-    bot: BotHarness,
-    statuses: frozenset[JobStatus] | set[JobStatus] = SETTLED,
-    timeout: float = 120,
-    index: int = 0,
-) -> TrainingJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = jobs(bot)
-        if len(found) > index and found[index].job_status in statuses:
-            return found[index]
-        time.sleep(0.1)
-    raise AssertionError(
-        f"no job reached {statuses}: {[(j.short_id, j.status) for j in jobs(bot)]}"
-    )
-
-
-def card_of(bot: BotHarness, job: TrainingJob) -> dict[str, Any]:
-    with session_scope(bot.engine) as session:
-        fresh = queries.get_job(session, job_id=job.id)
-    assert fresh is not None and fresh.card_ts and fresh.card_channel_id
-    message = bot.slack.message(fresh.card_channel_id, fresh.card_ts)
-    assert message is not None
-    return message
-
-
-def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for block in message["blocks"] or []:
-        for element in block.get("elements", []):
-            if element.get("type") == "button":
-                found[element["action_id"]] = element
-    return found
+    return bot.sender.interaction(view_submission(view, train_form(**fields), user=user))
 
 
 def thread_texts(bot: BotHarness, job: TrainingJob) -> list[str]:
@@ -327,7 +266,7 @@ def test_invalid_submissions_get_field_errors_and_create_nothing(
 
 def test_duplicate_delivery_creates_one_job(bot: BotHarness) -> None:
     view = open_modal(bot)
-    payload = view_submission(view, form(name="Once", dataset="wine"))
+    payload = view_submission(view, train_form(name="Once", dataset="wine"))
     assert bot.sender.interaction(payload).status_code == 200
     retried = bot.sender.interaction(
         payload, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
@@ -395,8 +334,7 @@ def test_commands_answer_at_once_and_name_mistakes(bot: BotHarness) -> None:
     )
     assert "cancelled" in ephemeral(bot.sender.command(f"cancel {job.short_id}")).lower()
     assert wait_job(bot, {JobStatus.CANCELLED}).status == JobStatus.CANCELLED
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(job.deployment_url + "health", timeout=2)
+    wait_until_down(job.deployment_url or "")
     assert max(bot.sender.ack_seconds) < 1.5
     bot.wait_idle()
     assert bot.slack.rejections == []
@@ -520,3 +458,18 @@ def test_status_api_requires_the_bearer_token(bot: BotHarness) -> None:
     )
     assert missing.status_code == 404
     assert httpx.get(f"{bot.base_url}/healthz").json() == {"status": "ok"}
+
+
+def test_expiry_of_the_app_updates_the_card(bot: BotHarness) -> None:
+    submit(bot, open_modal(bot), name="Short lived", dataset="iris")
+    job = wait_job(bot)
+    assert job.status == JobStatus.LIVE
+    bot.runtime.ctx.services.worker.expire(job.id)  # what the TTL timer calls
+    assert wait_job(bot, {JobStatus.EXPIRED}).status == JobStatus.EXPIRED
+    bot.wait_idle()
+    card = card_of(bot, job)
+    assert card["metadata"]["event_payload"]["status"] == "expired"
+    assert ActionId.OPEN_APP.value not in buttons(card)
+    assert ActionId.RETRY_JOB.value in buttons(card)
+    assert any("lifetime ran out" in r for r in thread_texts(bot, job))
+    assert bot.slack.rejections == []

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from pipeline.bootstrap import Services, bootstrap
@@ -97,3 +98,15 @@ def event_messages(services: Services, job_id: str, kind: str | None = None) -> 
     with session_scope(services.engine) as session:
         events = queries.list_events(session, job_id=job_id, kinds=[kind] if kind else None)
     return [e.message for e in events]
+
+
+def wait_until_down(url: str, timeout: float = 10.0) -> None:
+    """A stopped app stops answering (sandboxes are killed in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url.rstrip("/") + "/health", timeout=1)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{url} still answers")

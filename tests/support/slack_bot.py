@@ -1,16 +1,19 @@
-"""The bot as it runs in production (Bolt app, WSGI server, worker, notifier) against FakeSlack."""
+"""The bot as it runs in production (Bolt app, WSGI server or Socket Mode, worker, notifier)
+against FakeSlack, and what tests read from it."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlalchemy.engine import Engine
 from waitress.server import create_server
 
@@ -18,9 +21,14 @@ from bot.runtime import BotRuntime, build_runtime
 from bot.settings import SlackSettings
 from bot.web import build_wsgi
 from pipeline.netguard import UrlGuard
+from storage import queries
+from storage.db import session_scope
+from storage.models import TrainingJob
+from storage.states import JobStatus
 from tests.fakes.slack_api import FakeSlack
-from tests.support.pipeline import make_settings
-from tests.support.slack_payloads import SIGNING_SECRET, SlackSender
+from tests.fakes.slack_socket import FakeSocketMode
+from tests.support.pipeline import SETTLED, make_settings
+from tests.support.slack_payloads import SIGNING_SECRET, SlackSender, SocketSender
 
 API_TOKEN = "status-api-secret"
 # Host names a test may type into the modal, and the addresses they resolve to.
@@ -41,11 +49,9 @@ def fake_resolver(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
 
 
 @dataclass
-class BotHarness:
+class RunningBot:
     runtime: BotRuntime
     slack: FakeSlack
-    sender: SlackSender
-    base_url: str
 
     @property
     def engine(self) -> Engine:
@@ -53,6 +59,41 @@ class BotHarness:
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         assert self.runtime.ctx.notifier.wait_idle(timeout), "the notifier did not catch up"
+
+
+@dataclass
+class BotHarness(RunningBot):
+    sender: SlackSender
+    base_url: str
+
+
+@dataclass
+class SocketBotHarness(RunningBot):
+    sender: SocketSender
+    socket: FakeSocketMode
+    handler: SocketModeHandler
+
+
+def _runtime(
+    engine: Engine,
+    tmp_path: Path,
+    fake: FakeSlack,
+    *,
+    channel_interval: float,
+    settings_overrides: dict[str, Any] | None,
+    parts: dict[str, Any],
+    **slack_env: Any,
+) -> BotRuntime:
+    settings = make_settings(tmp_path, **(settings_overrides or {}))
+    slack = SlackSettings(
+        SLACK_BOT_TOKEN=fake.token,
+        SLACK_API_URL=fake.api_url,
+        TRAINBOT_API_TOKEN=API_TOKEN,
+        TRAINBOT_SLACK_CHANNEL_INTERVAL=channel_interval,
+        **slack_env,
+    )
+    parts.setdefault("guard", UrlGuard(resolver=fake_resolver))
+    return build_runtime(settings, slack, engine=engine, **parts)
 
 
 @contextmanager
@@ -65,16 +106,15 @@ def running_bot(
     settings_overrides: dict[str, Any] | None = None,
     **parts: Any,
 ) -> Iterator[BotHarness]:
-    settings = make_settings(tmp_path, **(settings_overrides or {}))
-    slack = SlackSettings(
-        SLACK_BOT_TOKEN=fake.token,
+    runtime = _runtime(
+        engine,
+        tmp_path,
+        fake,
+        channel_interval=channel_interval,
+        settings_overrides=settings_overrides,
+        parts=parts,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=fake.api_url,
-        TRAINBOT_API_TOKEN=API_TOKEN,
-        TRAINBOT_SLACK_CHANNEL_INTERVAL=channel_interval,
     )
-    parts.setdefault("guard", UrlGuard(resolver=fake_resolver))
-    runtime = build_runtime(settings, slack, engine=engine, **parts)
     server = create_server(build_wsgi(runtime), host="127.0.0.1", port=0, threads=8)
     thread = threading.Thread(target=server.run, daemon=True)
     runtime.start()
@@ -86,3 +126,80 @@ def running_bot(
         server.close()
         runtime.stop()
         thread.join(5)
+
+
+@contextmanager
+def running_socket_bot(
+    engine: Engine,
+    tmp_path: Path,
+    fake: FakeSlack,
+    *,
+    channel_interval: float = 1.0,
+    settings_overrides: dict[str, Any] | None = None,
+    **parts: Any,
+) -> Iterator[SocketBotHarness]:
+    """The bot as `trainbot socket` runs it: no signing secret, an app token, a websocket."""
+    with FakeSocketMode() as socket:
+        fake.socket_mode = socket.new_url
+        runtime = _runtime(
+            engine,
+            tmp_path,
+            fake,
+            channel_interval=channel_interval,
+            settings_overrides=settings_overrides,
+            parts=parts,
+            SLACK_APP_TOKEN=fake.app_token,
+        )
+        runtime.start()
+        handler = SocketModeHandler(runtime.app, app_token=runtime.ctx.slack.app_token)
+        try:
+            handler.connect()
+            socket.wait_connected()
+            yield SocketBotHarness(runtime, fake, SocketSender(socket), socket, handler)
+        finally:
+            handler.close()
+            runtime.stop()
+            fake.socket_mode = None
+
+
+# -- what tests read ------------------------------------------------------------------------------
+
+
+def jobs(bot: RunningBot) -> list[TrainingJob]:
+    with session_scope(bot.engine) as session:
+        return queries.list_jobs(session, limit=100)
+
+
+def wait_job(
+    bot: RunningBot,
+    statuses: frozenset[JobStatus] | set[JobStatus] = SETTLED,
+    timeout: float = 120,
+    index: int = 0,
+) -> TrainingJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = jobs(bot)
+        if len(found) > index and found[index].job_status in statuses:
+            return found[index]
+        time.sleep(0.1)
+    raise AssertionError(
+        f"no job reached {statuses}: {[(j.short_id, j.status) for j in jobs(bot)]}"
+    )
+
+
+def card_of(bot: RunningBot, job: TrainingJob) -> dict[str, Any]:
+    with session_scope(bot.engine) as session:
+        fresh = queries.get_job(session, job_id=job.id)
+    assert fresh is not None and fresh.card_ts and fresh.card_channel_id
+    message = bot.slack.message(fresh.card_channel_id, fresh.card_ts)
+    assert message is not None
+    return message
+
+
+def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for block in message["blocks"] or []:
+        for element in block.get("elements", []):
+            if element.get("type") == "button":
+                found[element["action_id"]] = element
+    return found

@@ -1,4 +1,4 @@
-"""Requests built the way Slack sends them: signed, form-encoded or JSON."""
+"""Requests built the way Slack sends them: signed over HTTP, or as Socket Mode envelopes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+
+from bot.ids import ActionId, BlockId
+from tests.fakes.slack_socket import Ack, FakeSocketMode
 
 SIGNING_SECRET = "test-signing-secret"
 TEAM = {"id": "T0001", "domain": "trainbot-test"}
@@ -56,21 +60,9 @@ class SlackSender:
         self, text: str = "", *, user: str = "U1", channel: str = "C1", **extra: Any
     ) -> httpx.Response:
         self._trigger += 1
-        form = {
-            "token": "legacy-unused",
-            "team_id": TEAM["id"],
-            "team_domain": TEAM["domain"],
-            "channel_id": channel,
-            "channel_name": "ml",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/train",
-            "text": text,
-            "api_app_id": "A0001",
-            "response_url": "https://hooks.slack.com/commands/T0001/1/x",
-            "trigger_id": f"trigger-{self._trigger}",
-        }
-        form.update(extra)
+        form = slash_command(
+            text, user=user, channel=channel, trigger_id=f"trigger-{self._trigger}", **extra
+        )
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
     def interaction(
@@ -80,18 +72,66 @@ class SlackSender:
         return self.post(body, "application/x-www-form-urlencoded", headers=headers)
 
     def event(self, event: dict[str, Any], event_id: str = "Ev1") -> httpx.Response:
-        body = json.dumps(
-            {
-                "token": "legacy-unused",
-                "team_id": TEAM["id"],
-                "api_app_id": "A0001",
-                "type": "event_callback",
-                "event_id": event_id,
-                "event_time": int(time.time()),
-                "event": event,
-            }
-        ).encode()
-        return self.post(body, "application/json")
+        return self.post(json.dumps(event_callback(event, event_id)).encode(), "application/json")
+
+
+class SocketSender:
+    """Delivers the same payloads over Socket Mode, and waits for each ack."""
+
+    def __init__(self, socket: FakeSocketMode) -> None:
+        self.socket = socket
+        self._trigger = 0
+
+    def command(
+        self, text: str = "", *, user: str = "U1", channel: str = "C1", **extra: Any
+    ) -> Ack:
+        self._trigger += 1
+        payload = slash_command(
+            text, user=user, channel=channel, trigger_id=f"socket-trigger-{self._trigger}", **extra
+        )
+        return self.socket.send("slash_commands", payload, accepts_response_payload=True)
+
+    def interaction(self, payload: dict[str, Any]) -> Ack:
+        # Slack waits for an answer to these only; a button click is just acknowledged.
+        answers = payload["type"] in {"view_submission", "block_suggestion"}
+        return self.socket.send("interactive", payload, accepts_response_payload=answers)
+
+    def event(self, event: dict[str, Any], event_id: str = "Ev1") -> Ack:
+        body = event_callback(event, event_id)
+        return self.socket.send("events_api", body, accepts_response_payload=False)
+
+
+def slash_command(
+    text: str = "", *, user: str = "U1", channel: str = "C1", trigger_id: str, **extra: Any
+) -> dict[str, str]:
+    """A /train invocation's fields: a form over HTTP, the payload over Socket Mode."""
+    return {
+        "token": "legacy-unused",
+        "team_id": TEAM["id"],
+        "team_domain": TEAM["domain"],
+        "channel_id": channel,
+        "channel_name": "ml",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/train",
+        "text": text,
+        "api_app_id": "A0001",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/x",
+        "trigger_id": trigger_id,
+        **extra,
+    }
+
+
+def event_callback(event: dict[str, Any], event_id: str = "Ev1") -> dict[str, Any]:
+    return {
+        "token": "legacy-unused",
+        "team_id": TEAM["id"],
+        "api_app_id": "A0001",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": event,
+    }
 
 
 def view_submission(
@@ -158,3 +198,24 @@ def url_value(value: str) -> dict[str, Any]:
 
 def file_value(files: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "file_input", "files": files}
+
+
+def train_form(**fields: Any) -> dict[str, dict[str, Any]]:
+    """The train modal's state values; only the fields given are filled in, as Slack sends them."""
+    kinds: dict[BlockId, tuple[ActionId, Callable[[Any], dict[str, Any]]]] = {
+        BlockId.NAME: (ActionId.NAME, text_value),
+        BlockId.GOAL: (ActionId.GOAL, text_value),
+        BlockId.DATASET: (ActionId.DATASET, select_value),
+        BlockId.DATASET_URL: (ActionId.DATASET_URL, url_value),
+        BlockId.DATASET_FILE: (ActionId.DATASET_FILE, file_value),
+        BlockId.TARGET: (ActionId.TARGET, text_value),
+        BlockId.RESOURCES: (ActionId.RESOURCES, text_value),
+        BlockId.TASK: (ActionId.TASK, select_value),
+        BlockId.TTL: (ActionId.TTL, select_value),
+    }
+    values: dict[str, dict[str, Any]] = {}
+    for block, (action, make) in kinds.items():
+        given = fields.get(block.value)
+        empty: Any = [] if block == BlockId.DATASET_FILE else (None if make is select_value else "")
+        values[block.value] = {action.value: make(given if given is not None else empty)}
+    return values
