@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -17,6 +18,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.console import ConsoleDisplay
+from bot.settings import SlackSettings
 from pipeline.bootstrap import Services, bootstrap, build_engine
 from pipeline.events import RecordingSink
 from pipeline.settings import Settings
@@ -31,6 +33,9 @@ EXIT_INTERRUPTED = 130
 POLL_SECONDS = 0.2
 
 # Piped output (scripts, logs) gets full-width lines instead of an 80-column wrap.
+if TYPE_CHECKING:
+    from bot.runtime import BotRuntime
+
 _PIPED_WIDTH = None if sys.stdout.isatty() else 200
 out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -307,20 +312,14 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from waitress.server import create_server
 
-    from bot.runtime import build_runtime
-    from bot.settings import SlackSettings
     from bot.web import build_wsgi
 
-    slack = SlackSettings()
-    missing = slack.missing_for_http()
-    if missing:
-        err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
+    started = _start_bot(args, settings, mode="http")
+    if started is None:
         return EXIT_USAGE
-    runtime = build_runtime(settings, slack)
+    runtime, slack = started
     port = args.port or slack.port
     server = create_server(build_wsgi(runtime), host=args.host, port=port, threads=8)
-    signal.signal(signal.SIGTERM, _interrupt)
-    runtime.start(worker=not args.no_worker)
     out.print(f"TrainBot listening on http://{args.host}:{port} (Slack: /slack/events)")
     try:
         server.run()
@@ -335,21 +334,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.runtime import build_runtime
-    from bot.settings import SlackSettings
-
-    slack = SlackSettings()
-    missing = [
-        n
-        for n, v in (("SLACK_BOT_TOKEN", slack.bot_token), ("SLACK_APP_TOKEN", slack.app_token))
-        if not v
-    ]
-    if missing:
-        err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
+    started = _start_bot(args, settings, mode="socket")
+    if started is None:
         return EXIT_USAGE
-    runtime = build_runtime(settings, slack)
-    signal.signal(signal.SIGTERM, _interrupt)
-    runtime.start(worker=not args.no_worker)
+    runtime, slack = started
     handler = SocketModeHandler(runtime.app, app_token=slack.app_token)
     try:
         handler.connect()
@@ -361,6 +349,23 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
         handler.close()
         runtime.stop()
     return 0
+
+
+def _start_bot(
+    args: argparse.Namespace, settings: Settings, *, mode: str
+) -> tuple[BotRuntime, SlackSettings] | None:
+    """The bot's runtime, started, or None after saying which variables are missing."""
+    from bot.runtime import build_runtime
+
+    slack = SlackSettings()
+    missing = slack.missing(mode)
+    if missing:
+        err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
+        return None
+    runtime = build_runtime(settings, slack)
+    signal.signal(signal.SIGTERM, _interrupt)
+    runtime.start(worker=not args.no_worker)
+    return runtime, slack
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

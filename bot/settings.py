@@ -24,12 +24,13 @@ class SlackSettings(BaseSettings):
     def base_url(self) -> str:
         return self.api_url if self.api_url.endswith("/") else self.api_url + "/"
 
-    def missing_for_http(self) -> list[str]:
-        return [
-            name
-            for name, value in (
+    def missing(self, mode: str) -> list[str]:
+        """The variables `trainbot serve` ("http") or `trainbot socket` ("socket") lacks."""
+        needed = {
+            "http": (
                 ("SLACK_BOT_TOKEN", self.bot_token),
                 ("SLACK_SIGNING_SECRET", self.signing_secret),
-            )
-            if not value
-        ]
+            ),
+            "socket": (("SLACK_BOT_TOKEN", self.bot_token), ("SLACK_APP_TOKEN", self.app_token)),
+        }[mode]
+        return [name for name, value in needed if not value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -207,3 +208,47 @@ def test_cancel_from_another_process_stops_a_live_app(
     finally:
         if run.proc.poll() is None:
             run.proc.kill()
+
+
+def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """`trainbot serve` as the Procfile runs it: env settings in, HTTP out, SIGTERM to stop."""
+    from tests.fakes.slack_api import FakeSlack
+    from tests.support.slack_payloads import SIGNING_SECRET, SlackSender
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FakeSlack() as fake:
+        env = {
+            **cli_env,
+            "SLACK_BOT_TOKEN": fake.token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "PORT": str(port),
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).json() == {"status": "ok"}:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert server.poll() is None and time.monotonic() < deadline, "serve never answered"
+                time.sleep(0.2)
+            answer = SlackSender(base).command("help")
+            assert answer.status_code == 200 and "/train status" in answer.text
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
