@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.ids import METADATA_EVENT_TYPE, TRAIN_COMMAND, ActionId, BlockId, CallbackId
+from bot.ids import (
+    METADATA_EVENT_TYPE,
+    TRAIN_COMMAND,
+    ActionId,
+    BlockId,
+    CallbackId,
+    open_app_action_id,
+)
 from bot.snapshot import STAGE_TITLES, STAGES, JobSnapshot
 from bot.text import (
     channel_ref,
@@ -687,7 +694,7 @@ def _home_job(snap: JobSnapshot, position: int) -> dict[str, Any]:
     accessory = None
     if snap.status == JobStatus.LIVE and url:
         # Action ids must be unique within a view, so each job's button gets its position.
-        action_id = f"{ActionId.OPEN_APP}:{position}"
+        action_id = open_app_action_id(position)
         accessory = _button("Open live app", action_id, value=snap.job_id, url=url, style="primary")
     return _section("\n".join(lines), accessory=accessory)
 

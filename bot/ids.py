@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 
 TRAIN_COMMAND = "/train"
 
@@ -40,3 +41,12 @@ class ActionId(enum.StrEnum):
 
 
 METADATA_EVENT_TYPE = "training_job"
+
+
+def open_app_action_id(position: int | None = None) -> str:
+    """The card's Open live app button, or the one at `position` in the App Home list
+    (action ids must be unique within a view, so those carry their position)."""
+    return ActionId.OPEN_APP.value if position is None else f"{ActionId.OPEN_APP.value}:{position}"
+
+
+OPEN_APP_ACTION = re.compile(rf"^{ActionId.OPEN_APP.value}(:\d+)?$")

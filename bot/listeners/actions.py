@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.ids import ActionId
+from bot.ids import OPEN_APP_ACTION, ActionId
 from bot.service import ActionRefused, BotContext, cancel_job, retry_job
 from storage.queries import JobLookupError
 
@@ -37,7 +36,7 @@ def register(app: App, ctx: BotContext) -> None:
 
     # A link button still sends an action; it only needs an ack. Home tab buttons carry
     # a position suffix so their ids stay unique within the view.
-    @app.action(re.compile(rf"^{ActionId.OPEN_APP.value}(:\d+)?$"))
+    @app.action(OPEN_APP_ACTION)
     def handle_open_app_button(ack: Ack) -> None:
         ack()
 
