@@ -27,3 +27,12 @@ def engine(empty_db_url: str) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database, for tests about something other than storage."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'trainbot.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.loopback import LoopbackService
+
 COMPLETIONS_PATH = "/openai/v1/chat/completions"
 RATE_LIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "1000",
@@ -112,7 +114,7 @@ class GroqRequest:
     status: int  # what the fake answered
 
 
-class FakeGroq:
+class FakeGroq(LoopbackService):
     def __init__(self, *, api_key: str = "gsk_test_key", default_reply: FakeReply | None = None):
         self.api_key = api_key
         self.default_reply = default_reply or error_reply(
@@ -123,36 +125,13 @@ class FakeGroq:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(_Handler)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        """For groq.Groq(base_url=...) or GROQ_BASE_URL."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> FakeGroq:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeGroq:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self._stopping.set()  # replies that wait (to trip timeouts) end now
+        super().stop()
 
     # -- what tests set and read -------------------------------------------------------------
 

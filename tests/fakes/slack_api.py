@@ -25,10 +25,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
+from tests.fakes.loopback import LoopbackService
 from tests.fakes.slack_objects import (
     auth_test_answer,
     channel_object,
@@ -88,7 +89,7 @@ def _json_reply(data: dict[str, Any], status: int = 200, **headers: str) -> _Rep
     return _Reply(status, body, {"Content-Type": "application/json; charset=utf-8", **headers})
 
 
-class FakeSlack:
+class FakeSlack(LoopbackService):
     def __init__(
         self,
         *,
@@ -153,38 +154,13 @@ class FakeSlack:
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
         }
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(_Handler)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    @property
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
-
-    def start(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- what tests read ---------------------------------------------------------------------
 

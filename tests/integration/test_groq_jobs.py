@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 from pipeline.codegen.groq import GroqGenerator
 from pipeline.codegen.template import template_source
 from pipeline.events import RecordingSink
-from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.groq_api import FakeGroq, error_reply, files_reply, raw_reply
 from tests.support.pipeline import event_messages, make_settings, start_services, submit, wait_for
@@ -53,14 +52,6 @@ def groq() -> Iterator[FakeGroq]:
         yield fake
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def run_job(engine: Engine, tmp_path: Path, groq: FakeGroq, **settings: object):  # type: ignore[no-untyped-def]
     generator = GroqGenerator(
         api_key="gsk_test_key", base_url=groq.base_url, timeout=10, max_retries=2
@@ -86,10 +77,10 @@ def sent(groq: FakeGroq, request: int) -> str:
 
 
 def test_valid_code_goes_live_and_the_prompt_describes_the_task(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([files_reply(GOOD, notes="logistic regression")])
-    job, warnings, progress = run_job(engine, tmp_path, groq)
+    job, warnings, progress = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert job.codegen_provider == "groq" and warnings == []
     assert any("groq wrote app.py, train.py" in m for m in progress)
@@ -107,9 +98,9 @@ def test_valid_code_goes_live_and_the_prompt_describes_the_task(
         assert fact in prompt, fact
 
 
-def test_syntax_error_then_a_fix(engine: Engine, tmp_path: Path, groq: FakeGroq) -> None:
+def test_syntax_error_then_a_fix(sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq) -> None:
     groq.script([files_reply({**GOOD, "train.py": "def train(:\n    pass\n"}), files_reply(GOOD)])
-    job, warnings, progress = run_job(engine, tmp_path, groq)
+    job, warnings, progress = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert any("groq's code was rejected" in w and "does not parse" in w for w in warnings)
     assert any("asking groq to fix its code (attempt 2 of 3)" in m for m in progress)
@@ -118,10 +109,10 @@ def test_syntax_error_then_a_fix(engine: Engine, tmp_path: Path, groq: FakeGroq)
 
 
 def test_code_that_crashes_in_training_then_a_fix(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([files_reply({**GOOD, "train.py": CRASHING_TRAIN}), files_reply(GOOD)])
-    job, warnings, _ = run_job(engine, tmp_path, groq)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert any("training script failed" in w and "no column named price" in w for w in warnings)
     repair = sent(groq, 1)
@@ -130,10 +121,10 @@ def test_code_that_crashes_in_training_then_a_fix(
 
 
 def test_app_that_fails_verification_then_a_fix(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([files_reply({**GOOD, "app.py": APP_WITHOUT_PREDICTIONS}), files_reply(GOOD)])
-    job, warnings, _ = run_job(engine, tmp_path, groq)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert any("HTTP 500" in w for w in warnings)
     repair = sent(groq, 1)
@@ -141,17 +132,17 @@ def test_app_that_fails_verification_then_a_fix(
 
 
 def test_an_answer_that_is_not_json_is_sent_back(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([raw_reply("Sure! Here is your code: import sklearn"), files_reply(GOOD)])
-    job, warnings, _ = run_job(engine, tmp_path, groq)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert any("rejected" in w and "JSON" in w for w in warnings)
     assert "Sure! Here is your code" in sent(groq, 1)
 
 
 def test_rate_limit_then_success_is_retried_by_the_sdk(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script(
         [
@@ -159,27 +150,27 @@ def test_rate_limit_then_success_is_retried_by_the_sdk(
             files_reply(GOOD),
         ]
     )
-    job, warnings, _ = run_job(engine, tmp_path, groq)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert warnings == [] and job.codegen_provider == "groq"
     assert [r.status for r in groq.completions()] == [429, 200]
 
 
 def test_permanent_failure_falls_back_to_the_template_and_says_so(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([error_reply(503, "Service unavailable")] * 5)
-    job, warnings, _ = run_job(engine, tmp_path, groq)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq)
     assert job.status == JobStatus.LIVE, job.error
     assert job.codegen_provider == "template"
     assert any("Groq" in w and "using the offline template instead" in w for w in warnings)
 
 
 def test_code_that_keeps_failing_falls_back_after_the_attempts(
-    engine: Engine, tmp_path: Path, groq: FakeGroq
+    sqlite_engine: Engine, tmp_path: Path, groq: FakeGroq
 ) -> None:
     groq.script([files_reply({**GOOD, "train.py": CRASHING_TRAIN})] * 2)
-    job, warnings, _ = run_job(engine, tmp_path, groq, TRAINBOT_CODEGEN_ATTEMPTS=2)
+    job, warnings, _ = run_job(sqlite_engine, tmp_path, groq, TRAINBOT_CODEGEN_ATTEMPTS=2)
     assert job.status == JobStatus.LIVE, job.error
     assert job.codegen_provider == "template"
     assert any(

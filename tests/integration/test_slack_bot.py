@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.ids import ActionId
-from storage.db import make_engine, upgrade
 from storage.models import TrainingJob
 from storage.states import JobStatus
 from tests.fakes.slack_api import DOWNLOAD, FakeSlack
@@ -37,14 +36,6 @@ SLEEPING_TRAIN = "import time\nprint('training started', flush=True)\ntime.sleep
 def fake() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
