@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -31,16 +32,7 @@ class JobRecorder:
 
     def publish(self, event: Event) -> None:
         if self._should_store(event):
-            with session_scope(self.engine) as session:
-                queries.add_event(
-                    session,
-                    job_id=event.job_id,
-                    kind=event.kind.value,
-                    stage=event.stage,
-                    message=event.message,
-                    data=event.data,
-                    at=event.at,
-                )
+            self._store(event)
         self.sink.publish(event)
 
     def _should_store(self, event: Event) -> bool:
@@ -50,12 +42,18 @@ class JobRecorder:
             self._log_lines += 1
             count = self._log_lines
         if count == MAX_STORED_LOG_LINES + 1:
-            with session_scope(self.engine) as session:
-                queries.add_event(
-                    session,
-                    job_id=event.job_id,
-                    kind=EventKind.LOG.value,
-                    stage=event.stage,
-                    message=f"(output past {MAX_STORED_LOG_LINES} lines is not stored)",
-                )
+            note = f"(output past {MAX_STORED_LOG_LINES} lines is not stored)"
+            self._store(replace(event, message=note, data={}))
         return count <= MAX_STORED_LOG_LINES
+
+    def _store(self, event: Event) -> None:
+        with session_scope(self.engine) as session:
+            queries.add_event(
+                session,
+                job_id=event.job_id,
+                kind=event.kind.value,
+                stage=event.stage,
+                message=event.message,
+                data=event.data,
+                at=event.at,
+            )

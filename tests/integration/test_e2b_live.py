@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from pipeline.sandbox.e2b import E2BSandboxProvider
+from tests.support.sandbox_code import HELLO_SERVER
 
 pytestmark = [
     pytest.mark.e2b_live,
@@ -19,19 +20,6 @@ pytestmark = [
     ),
 ]
 
-SERVER = """
-import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "5")
-        self.end_headers()
-        self.wfile.write(b"hello")
-
-HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Hello).serve_forever()
-"""
 # Outbound traffic: closed for the code unless a command asks for the network.
 CONNECT_OUT = [
     "python",
@@ -57,7 +45,7 @@ def test_a_real_sandbox_runs_code_and_serves_an_app() -> None:
         assert not sandbox.run(CONNECT_OUT, timeout=60).ok
         assert sandbox.run(CONNECT_OUT, timeout=60, network=True).ok
 
-        sandbox.write_file("server.py", SERVER)
+        sandbox.write_file("server.py", HELLO_SERVER)
         sandbox.start_server(["python", "server.py"], port=sandbox.app_port())
         url = sandbox.url_for(sandbox.app_port())
         assert url.startswith("https://")

@@ -42,32 +42,11 @@ from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.e2b_sdk import FakeE2BSandbox
 from tests.support import pipeline as jobs
+from tests.support.sandbox_code import HELLO_SERVER, SERVICE_SECRETS
 from tests.support.template_runner import free_port
 
 API_KEY = "e2b_provider_key"
-SECRETS = {
-    "SLACK_BOT_TOKEN": "xoxb-secret-bot-token",
-    "GROQ_API_KEY": "gsk_secret_groq_key",
-    "E2B_API_KEY": "e2b_secret_key_from_the_environment",
-    "DATABASE_URL": "postgresql://user:pw@db/trainbot",
-}
 PRINT_ENV = ["python", "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
-SERVER = """
-import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "5")
-        self.end_headers()
-        self.wfile.write(b"hello")
-
-    def log_message(self, *args):
-        pass
-
-HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Hello).serve_forever()
-"""
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -232,7 +211,7 @@ def test_a_job_goes_live_in_e2b_and_its_sandbox_is_recorded_and_killed(
 def test_secrets_never_reach_the_sandbox(
     monkeypatch: pytest.MonkeyPatch, provider: E2BSandboxProvider, sdk: type[FakeE2BSandbox]
 ) -> None:
-    for key, value in SECRETS.items():
+    for key, value in SERVICE_SECRETS.items():
         monkeypatch.setenv(key, value)
     sandbox = provider.create(job_id="job-env", timeout=60)
 
@@ -244,13 +223,13 @@ def test_secrets_never_reach_the_sandbox(
     assert served is not None
 
     for environment in (json.loads(ran.stdout), json.loads(served.stdout)):
-        assert not set(SECRETS) & set(environment)
-        assert not set(SECRETS.values()) & set(environment.values())
+        assert not set(SERVICE_SECRETS) & set(environment)
+        assert not set(SERVICE_SECRETS.values()) & set(environment.values())
         assert environment["PYTHONUNBUFFERED"] == "1"
     call = sdk.create_calls[0]
     assert call["envs"] == ENVS
     assert call["api_key"] == API_KEY  # passed explicitly, not read from E2B_API_KEY
-    assert all(secret not in json.dumps(call) for secret in SECRETS.values())
+    assert all(secret not in json.dumps(call) for secret in SERVICE_SECRETS.values())
     assert sdk.kill_calls == []
     sandbox.kill()
     assert sdk.kill_calls[0]["api_key"] == API_KEY
@@ -410,7 +389,7 @@ def test_install_opens_the_internet_for_pip_only(
 def test_server_runs_in_the_background_without_a_timeout(
     sandbox: E2BSandbox, sdk: type[FakeE2BSandbox]
 ) -> None:
-    sandbox.write_file("server.py", SERVER)
+    sandbox.write_file("server.py", HELLO_SERVER)
     port = sandbox.app_port()
     sandbox.start_server(["python", "server.py"], port=port)
     url = sandbox.url_for(port)
@@ -452,7 +431,7 @@ def test_a_fresh_provider_kills_a_live_app_by_id(
     provider: E2BSandboxProvider, sdk: type[FakeE2BSandbox], sleeps: list[float]
 ) -> None:
     sandbox = provider.create(job_id="job-restart", timeout=60)
-    sandbox.write_file("server.py", SERVER)
+    sandbox.write_file("server.py", HELLO_SERVER)
     sandbox.start_server(["python", "server.py"], port=sandbox.app_port())
     url = sandbox.url_for(sandbox.app_port())
     wait_for(lambda: answers(url))

@@ -21,38 +21,13 @@ import pytest
 from pipeline.errors import SandboxError
 from pipeline.sandbox.base import CommandResult
 from pipeline.sandbox.local import LocalSandbox, LocalSandboxProvider
+from tests.support.sandbox_code import HELLO_SERVER, SERVICE_SECRETS
 
 PROJECT = Path(__file__).resolve().parents[2]
 # bubblewrap is part of the test setup (`make test` installs it): without it these fail,
 # they do not skip.
 ISOLATIONS = ["process", "bwrap"]
 
-SERVER = """
-import os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "5")
-        self.end_headers()
-        self.wfile.write(b"hello")
-
-    def log_message(self, *args):
-        pass
-
-print("serving", flush=True)
-HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Hello).serve_forever()
-"""
-
-SECRETS = {
-    "SLACK_BOT_TOKEN": "xoxb-secret-bot-token",
-    "SLACK_SIGNING_SECRET": "signing-secret-value",
-    "GROQ_API_KEY": "gsk_secret_groq_key",
-    "E2B_API_KEY": "e2b_secret_key",
-    "DATABASE_URL": "postgresql://user:pw@db/trainbot",
-    "TRAINBOT_API_TOKEN": "trainbot-secret-api-token",
-}
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -139,7 +114,7 @@ def answers(url: str) -> bool:
 
 
 def start_hello_server(sandbox: LocalSandbox) -> str:
-    sandbox.write_file("app.py", SERVER)
+    sandbox.write_file("app.py", HELLO_SERVER)
     port = sandbox.app_port()
     sandbox.start_server(["python", "app.py"], port=port, env={"HOST": "127.0.0.1"})
     url = sandbox.url_for(port)
@@ -237,7 +212,7 @@ def test_exit_code_is_reported(sandbox: LocalSandbox) -> None:
 def test_service_secrets_never_reach_the_code(
     sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in SECRETS.items():
+    for name, value in SERVICE_SECRETS.items():
         monkeypatch.setenv(name, value)
     code = "import json, os; open('env.json', 'w').write(json.dumps(dict(os.environ)))"
 
@@ -247,7 +222,7 @@ def test_service_secrets_never_reach_the_code(
     environment = json.loads(dumped)
     assert environment["PORT"] == "8000"
     assert environment["MPLBACKEND"] == "Agg"
-    for name, value in SECRETS.items():
+    for name, value in SERVICE_SECRETS.items():
         assert name not in dumped
         assert value not in dumped
     assert not [name for name in environment if name.startswith(("SLACK", "TRAINBOT", "E2B"))]
@@ -504,7 +479,7 @@ from pipeline.sandbox.local import LocalSandboxProvider
 provider = LocalSandboxProvider(Path({str(root)!r}), memory_mb=4096, cpu_seconds=60,
                                 file_size_mb=64, isolation={isolation!r})
 sandbox = provider.create(job_id="parent", timeout=60)
-sandbox.write_file("app.py", {SERVER!r})
+sandbox.write_file("app.py", {HELLO_SERVER!r})
 port = sandbox.app_port()
 sandbox.start_server(["python", "app.py"], port=port, env={{"HOST": "127.0.0.1"}})
 print(sandbox.url_for(port), flush=True)
