@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -63,13 +64,24 @@ class Sandbox(Protocol):
         """The URL at which the world reaches `port` (E2B: https://{get_host(port)})."""
         ...
 
-    def extend(self, seconds: int) -> None: ...
+    def extend(self, seconds: int) -> datetime:
+        """Ask for `seconds` more life from now; return when the sandbox will really stop (UTC).
+
+        A provider may stop earlier than asked (E2B clamps to the plan's cap), so callers record
+        the returned time, not their own arithmetic.
+        """
+        ...
 
     def kill(self) -> None: ...
 
 
 class SandboxProvider(Protocol):
     name: str
+    # The longest an app can stay up in this provider's sandboxes, in seconds (None: no cap).
+    max_lifetime: int | None
+    # True when code in its sandboxes can dial neither the host's services nor the internet
+    # while it serves (E2B: a remote VM without internet; local: its own network namespace).
+    isolates_network: bool
 
     def create(self, *, job_id: str, timeout: int) -> Sandbox: ...
 
