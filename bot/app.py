@@ -11,6 +11,8 @@ from bot.service import BotContext
 
 def build_app(ctx: BotContext, client: WebClient) -> App:
     app = App(
+        # Only the client, which carries the token. (Bolt also reads SLACK_BOT_TOKEN from the
+        # environment; `trainbot serve`/`socket` remove it there once it is read.)
         client=client,
         signing_secret=ctx.slack.signing_secret,
         # The token is checked on the first call rather than at start, so the service comes

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,7 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.console import ConsoleDisplay
 from bot.settings import SlackSettings
 from pipeline.bootstrap import Services, bootstrap, build_engine
+from pipeline.builtin_datasets import BUILTIN_DATASETS
+from pipeline.codegen.base import TaskType
 from pipeline.events import RecordingSink
+from pipeline.limits import MIN_APP_LIFETIME
+from pipeline.sandbox.base import SandboxProvider
 from pipeline.settings import Settings
 from storage import queries
 from storage.db import session_scope, upgrade
@@ -52,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dataset",
         required=True,
-        help="a built-in set (iris, wine, breast_cancer, digits, diabetes), a CSV path or URL",
+        help=f"a built-in set ({', '.join(BUILTIN_DATASETS)}), a CSV path or URL",
     )
     run.add_argument("--target", help="the column to predict (required for CSV data)")
     run.add_argument("--goal", default="", help="what the model should do, in plain words")
     run.add_argument(
         "--resource", action="append", default=[], metavar="URL", help="a reference link (repeat)"
     )
-    run.add_argument("--task", choices=["classification", "regression"], help="override inference")
+    run.add_argument("--task", choices=[t.value for t in TaskType], help="override inference")
     run.add_argument("--ttl", type=int, help="seconds the live app stays up (TRAINBOT_APP_TTL)")
 
     for name, text in (
@@ -81,12 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
+
+    manifest = commands.add_parser(
+        "manifest", help="print the Slack app manifest (JSON) to paste at api.slack.com/apps"
+    )
+    mode = manifest.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--socket", action="store_true", help="for `trainbot socket` (no URL)")
+    mode.add_argument("--url", help="for `trainbot serve`: its public https address")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "manifest":  # needs no settings, database or tokens
+        return cmd_manifest(args)
     try:
         settings = Settings()
     except ValidationError as error:
@@ -125,11 +140,16 @@ def _first_line(error: Exception) -> str:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.ttl is not None and args.ttl < 30:
-        err.print("--ttl must be at least 30 seconds")
+    if args.ttl is not None and args.ttl < MIN_APP_LIFETIME:
+        err.print(f"--ttl must be at least {MIN_APP_LIFETIME} seconds")
         return EXIT_USAGE
     with ConsoleDisplay(out) as display:
         services = bootstrap(settings, sink=display)
+        ttl, problem = run_lifetime(args.ttl, settings.app_ttl, services.deps.sandboxes)
+        if problem:
+            err.print(problem, markup=False)
+            if args.ttl is not None:
+                return EXIT_USAGE
         with session_scope(services.engine) as session:
             job = queries.create_job(
                 session,
@@ -140,7 +160,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 task_type=args.task,
                 resources=args.resource,
                 requested_by="cli",
-                ttl_seconds=args.ttl or settings.app_ttl,
+                ttl_seconds=ttl,
             )
         out.print(f"Job {job.short_id} queued for '{args.name}' on {args.dataset}", markup=False)
         services.worker.start(recover=False)
@@ -161,6 +181,26 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     _print_live(job)
     return _serve_until_done(services, job)
+
+
+def run_lifetime(
+    ttl: int | None, app_ttl: int, provider: SandboxProvider
+) -> tuple[int, str | None]:
+    """Seconds the app of `trainbot run` stays up, and what to say about the provider's cap.
+
+    A --ttl past the cap is an error (the message says so); TRAINBOT_APP_TTL past it is
+    capped, with a note.
+    """
+    cap = provider.max_lifetime
+    if cap is None or (ttl or app_ttl) <= cap:
+        return ttl or app_ttl, None
+    # The cap's setting is named after the provider (TRAINBOT_E2B_MAX_LIFETIME for "e2b").
+    field = Settings.model_fields.get(f"{provider.name}_max_lifetime")
+    setting = f" ({field.alias})" if field is not None and field.alias else ""
+    most = f"the {provider.name} sandbox keeps an app up for at most {cap} seconds{setting}"
+    if ttl is not None:
+        return ttl, f"--ttl {ttl} is too long: {most}. Give a shorter --ttl."
+    return cap, f"TRAINBOT_APP_TTL is {app_ttl} seconds, but {most}; this app stays up {cap}."
 
 
 def _serve_until_done(services: Services, job: TrainingJob) -> int:
@@ -310,16 +350,14 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from waitress.server import create_server
-
-    from bot.web import build_wsgi
+    from bot.web import make_server
 
     started = _start_bot(args, settings, mode="http")
     if started is None:
         return EXIT_USAGE
     runtime, slack = started
     port = args.port or slack.port
-    server = create_server(build_wsgi(runtime), host=args.host, port=port, threads=8)
+    server = make_server(runtime, host=args.host, port=port)
     out.print(f"TrainBot listening on http://{args.host}:{port} (Slack: /slack/events)")
     try:
         server.run()
@@ -362,10 +400,27 @@ def _start_bot(
     if missing:
         err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
         return None
+    # From here the bot token lives only in `slack` and the one WebClient built from it. Left
+    # in the environment, Bolt's App reads it again and warns that it goes unused beside the
+    # client (slack_bolt/app/app.py); and no child process needs it.
+    os.environ.pop("SLACK_BOT_TOKEN", None)
     runtime = build_runtime(settings, slack)
     signal.signal(signal.SIGTERM, _interrupt)
     runtime.start(worker=not args.no_worker)
     return runtime, slack
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from bot.manifest import ManifestError, app_manifest
+
+    try:
+        manifest = app_manifest(socket=args.socket, url=args.url)
+    except ManifestError as error:
+        err.print(f"Cannot build the manifest: {error}", markup=False)
+        return EXIT_USAGE
+    # Plain JSON on stdout (no rich wrapping), so it can be piped or pasted as it is.
+    sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

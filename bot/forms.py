@@ -10,15 +10,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.ids import ActionId, BlockId
+from bot.limits import AUTO_TASK, MAX_NAME, TASK_CHOICES
+from bot.text import format_lifetime
+from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.errors import FetchError, UnsafeURLError
+from pipeline.limits import MAX_RESOURCES, MIN_APP_LIFETIME, capped_lifetime
 from pipeline.netguard import UrlGuard
-from pipeline.stages.dataset import BUILTINS
 
 SLACK_FILE_PREFIX = "slack-file"
-MAX_NAME = 80
-MAX_RESOURCES = 5
-TTL_CHOICES = {"900": 900, "3600": 3600, "14400": 14400, "86400": 86400}
-TASK_CHOICES = {"auto": None, "classification": "classification", "regression": "regression"}
+TASKS = {value for value, _ in TASK_CHOICES}
 # Resolving a user's host name must not eat the 3 s Slack gives us to answer; past this the
 # pipeline's own guard checks the address again before fetching anything.
 DNS_CHECK_SECONDS = 1.0
@@ -30,9 +30,9 @@ class TrainRequest:
     goal: str
     dataset_source: str  # a built-in name, an http(s) URL, or "slack-file:<id>/<name>"
     target: str | None
+    ttl_seconds: int
     resources: list[str] = field(default_factory=list)
     task: str | None = None
-    ttl_seconds: int = 3600
     channel_id: str = ""
     user_id: str = ""
     request_key: str = ""
@@ -59,9 +59,19 @@ def request_key(view: dict[str, Any]) -> str:
 
 
 def parse_train_submission(
-    view: dict[str, Any], *, user_id: str, guard: UrlGuard, max_upload_bytes: int
+    view: dict[str, Any],
+    *,
+    user_id: str,
+    guard: UrlGuard,
+    max_upload_bytes: int,
+    default_lifetime: int,
+    max_lifetime: int | None,
 ) -> TrainRequest:
-    """Raises FormErrors keyed by block id; each message says what to change."""
+    """Raises FormErrors keyed by block id; each message says what to change.
+
+    `max_lifetime` is the sandbox provider's cap (None: no cap); no lifetime chosen means
+    `default_lifetime`, capped to it.
+    """
     values = view.get("state", {}).get("values", {})
     errors: dict[str, str] = {}
 
@@ -90,7 +100,7 @@ def parse_train_submission(
         for block in chosen:
             errors[block] = "Use only one data source: clear the others."
     elif builtin:
-        if builtin not in BUILTINS:
+        if builtin not in BUILTIN_DATASETS:
             errors[BlockId.DATASET] = "Pick one of the listed data sets."
         source = builtin
     elif url:
@@ -116,6 +126,13 @@ def parse_train_submission(
     if resource_problem:
         errors[BlockId.RESOURCES] = resource_problem
 
+    task = _selected(values, BlockId.TASK, ActionId.TASK) or AUTO_TASK
+    if task not in TASKS:
+        errors[BlockId.TASK] = "Pick one of the listed tasks."
+    ttl_seconds, ttl_problem = _lifetime(values, default_lifetime, max_lifetime)
+    if ttl_problem:
+        errors[BlockId.TTL] = ttl_problem
+
     if errors:
         raise FormErrors(errors)
     return TrainRequest(
@@ -124,8 +141,8 @@ def parse_train_submission(
         dataset_source=source,
         target=target,
         resources=resources,
-        task=TASK_CHOICES.get(_selected(values, BlockId.TASK, ActionId.TASK) or "auto"),
-        ttl_seconds=TTL_CHOICES.get(_selected(values, BlockId.TTL, ActionId.TTL) or "", 3600),
+        task=None if task == AUTO_TASK else task,
+        ttl_seconds=ttl_seconds,
         channel_id=str(parse_private_metadata(view).get("channel_id", "")),
         user_id=user_id,
         request_key=request_key(view),
@@ -170,6 +187,28 @@ def _check_upload(files: list[dict[str, Any]], max_bytes: int) -> tuple[str | No
     if not file_id:
         return "The upload did not finish; attach the file again.", ""
     return None, f"{SLACK_FILE_PREFIX}:{file_id}/{name}"
+
+
+def _lifetime(
+    values: dict[str, Any], default: int, max_lifetime: int | None
+) -> tuple[int, str | None]:
+    """Seconds the app stays up, or a field error. A lifetime past the cap is refused, not
+    shortened: the person picks again knowing how long the app will really stay up."""
+    chosen = _selected(values, BlockId.TTL, ActionId.TTL)
+    if chosen is None:
+        return capped_lifetime(default, max_lifetime), None
+    try:
+        seconds = int(chosen)
+    except ValueError:
+        seconds = 0
+    if seconds < MIN_APP_LIFETIME:
+        return 0, "Pick one of the listed lifetimes."
+    if max_lifetime is not None and seconds > max_lifetime:
+        return 0, (
+            f"The sandbox keeps an app up for at most {format_lifetime(max_lifetime)}; "
+            "pick a shorter time."
+        )
+    return seconds, None
 
 
 def _check_resources(resources: list[str]) -> str | None:

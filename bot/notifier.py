@@ -22,19 +22,27 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from bot import blocks
+from bot.manifest import APP_NAME
 from bot.snapshot import STAGE_TITLES, JobSnapshot, load_snapshot
 from pipeline.events import Event, EventKind
+from pipeline.limits import FAILURE_LOG_LINES
 from storage import queries
 from storage.db import session_scope
 from storage.states import TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 15
 CARD_POST_ATTEMPTS = 3
 ELAPSED_REFRESH_SECONDS = 15.0
 ENDED = {status.value for status in (*TERMINAL, JobStatus.LIVE)}
 CHANNEL_FALLBACK_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
+# Conversation ids of direct messages (D) and of users (U, W: the DM with them). The bot is
+# always in its own DMs, and conversations.join does not take them.
+DIRECT_MESSAGE_PREFIXES = ("D", "U", "W")
+CHART_NOT_SHARED = (
+    f"The chart could not be shared here: invite @{APP_NAME} to this channel "
+    f"(/invite @{APP_NAME}) to get charts."
+)
 CHART_TITLES = {"classification": "confusion matrix", "regression": "predicted vs actual"}
 
 
@@ -66,6 +74,9 @@ class SlackNotifier:
         self._last_write: dict[str, float] = {}
         self._not_slack: set[str] = set()
         self._post_failures: dict[str, int] = {}
+        # Channels this process saw the bot join or share into: it spares a join call, nothing
+        # more. Slack is the truth (the bot can be removed at any time); see _share_chart.
+        self._member_of: set[str] = set()
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="slack-notifier", daemon=True)
@@ -189,19 +200,20 @@ class SlackNotifier:
             if error.response.get("error") not in CHANNEL_FALLBACK_ERRORS:
                 raise
         # The bot is not in the channel: join it if it is public, else tell the person directly.
-        try:
-            self.client.conversations_join(channel=channel)
-            return self._write(
-                channel,
-                self.client.chat_postMessage,
-                channel=channel,
-                metadata=metadata,
-                **message.as_kwargs(),
-            )
-        except SlackApiError:
-            log.info(
-                "cannot post in %s; sending job %s to <@%s> directly", channel, snap.short_id, user
-            )
+        if self._join(channel):
+            try:
+                return self._write(
+                    channel,
+                    self.client.chat_postMessage,
+                    channel=channel,
+                    metadata=metadata,
+                    **message.as_kwargs(),
+                )
+            except SlackApiError:
+                pass
+        log.info(
+            "cannot post in %s; sending job %s to <@%s> directly", channel, snap.short_id, user
+        )
         return self._write(
             user,
             self.client.chat_postMessage,
@@ -277,20 +289,53 @@ class SlackNotifier:
         chart = (job.artifacts or {}).get("chart.png") if job else None
         if not chart or not Path(chart).is_file():
             return
-        self._write(
-            card.channel,
-            self.client.files_upload_v2,
-            channel=card.channel,
-            thread_ts=card.ts,
-            file=chart,
-            filename="chart.png",
-            title=f"{snap.model_name}: {CHART_TITLES.get(snap.task or '', 'chart')}",
-        )
+        title = f"{snap.model_name}: {CHART_TITLES.get(snap.task or '', 'chart')}"
+        if not self._share_chart(card, chart, title):
+            self._send_reply(card, blocks.note_reply(CHART_NOT_SHARED))
+
+    def _share_chart(self, card: _Card, chart: str, title: str) -> bool:
+        """True once the chart is in the thread. Sharing a file needs membership, which
+        chat:write.public (enough for the card) does not give: join first where needed."""
+        channel = card.channel
+        for _ in range(2):
+            if channel not in self._member_of and not channel.startswith(DIRECT_MESSAGE_PREFIXES):
+                self._join(channel)  # refused for private channels; the share then tells
+            try:
+                self._write(
+                    channel,
+                    self.client.files_upload_v2,
+                    channel=channel,
+                    thread_ts=card.ts,
+                    file=chart,
+                    filename="chart.png",
+                    title=title,
+                )
+            except SlackApiError as error:
+                if error.response.get("error") not in CHANNEL_FALLBACK_ERRORS:
+                    raise
+                if channel not in self._member_of:
+                    log.info("cannot share the chart in %s: the bot is not a member", channel)
+                    return False
+                self._member_of.discard(channel)  # removed since it joined: try joining again
+                continue
+            self._member_of.add(channel)
+            return True
+        return False
+
+    def _join(self, channel: str) -> bool:
+        """Joins a public channel; False where Slack refuses (private, archived, no scope)."""
+        try:
+            self.client.conversations_join(channel=channel)
+        except SlackApiError as error:
+            log.info("cannot join %s (%s)", channel, error.response.get("error"))
+            return False
+        self._member_of.add(channel)
+        return True
 
     def _log_tail(self, job_id: str) -> str:
         with session_scope(self.engine) as session:
             lines = queries.list_events(session, job_id=job_id, kinds=["log"])
-        return "\n".join(e.message for e in lines[-LOG_TAIL_LINES:])
+        return "\n".join(e.message for e in lines[-FAILURE_LOG_LINES:])
 
     # -- plumbing ----------------------------------------------------------------------------------
 

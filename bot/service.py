@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
 from bot import blocks
 from bot.forms import TrainRequest
+from bot.limits import LOG_LINES_SHOWN
 from bot.notifier import SlackNotifier
 from bot.settings import SlackSettings
 from bot.snapshot import JobSnapshot, load_snapshot
-from pipeline.bootstrap import Services
 from storage import queries
 from storage.db import create_job_once, session_scope
 from storage.models import SHORT_ID_LENGTH, TrainingJob
 from storage.states import IllegalTransition
 
-LOG_LINES_SHOWN = 40
+if TYPE_CHECKING:
+    # Only the type: the bootstrap imports the whole pipeline (pandas, scikit-learn), which
+    # the Slack listeners must not load (see tests/unit/test_light_imports.py).
+    from pipeline.bootstrap import Services
+
 # In Slack a job is named by its whole short id: a shorter prefix would let anyone walk
 # through everyone's jobs (`/train logs 0000`, `0001`, ...).
 SLACK_MIN_ID = SHORT_ID_LENGTH
@@ -36,6 +41,24 @@ class BotContext:
     @property
     def max_upload_bytes(self) -> int:
         return self.services.settings.max_dataset_mb * 1024 * 1024
+
+    @property
+    def max_lifetime(self) -> int | None:
+        """The longest the active sandbox provider keeps an app up (None: no cap)."""
+        return self.services.deps.sandboxes.max_lifetime
+
+    @property
+    def default_lifetime(self) -> int:
+        """TRAINBOT_APP_TTL; the form and the parser cap it to `max_lifetime`."""
+        return self.services.settings.app_ttl
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """The newest jobs that match, and how many match in all (shown or not)."""
+
+    snapshots: list[JobSnapshot]
+    total: int
 
 
 def submit_training(ctx: BotContext, request: TrainRequest) -> tuple[TrainingJob, bool]:
@@ -95,12 +118,13 @@ def latest_snapshot(ctx: BotContext, user_id: str) -> JobSnapshot | None:
         return load_snapshot(session, jobs[0]) if jobs else None
 
 
-def recent_snapshots(
-    ctx: BotContext, *, channel_id: str | None = None, user_id: str | None = None, limit: int = 15
-) -> list[JobSnapshot]:
+def recent_jobs(
+    ctx: BotContext, *, limit: int, channel_id: str | None = None, user_id: str | None = None
+) -> JobPage:
     with session_scope(ctx.services.engine) as session:
         jobs = queries.list_jobs(session, channel_id=channel_id, requested_by=user_id, limit=limit)
-        return [load_snapshot(session, job) for job in jobs]
+        total = queries.count_jobs(session, channel_id=channel_id, requested_by=user_id)
+        return JobPage([load_snapshot(session, job) for job in jobs], total)
 
 
 def log_lines(ctx: BotContext, ref: str) -> tuple[JobSnapshot, list[str], int]:

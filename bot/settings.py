@@ -19,6 +19,15 @@ class SlackSettings(BaseSettings):
     port: int = Field(default=3000, alias="PORT")
     # The least time between two writes (messages, card edits) to one channel.
     channel_interval: float = Field(default=1.0, ge=0.0, alias="TRAINBOT_SLACK_CHANNEL_INTERVAL")
+    # The largest request body `trainbot serve` reads. Slack's requests are small: slash
+    # commands, button clicks and our own form (a few KB; each input holds at most 3,000
+    # characters), events without file contents (files come from files.slack.com). 1 MB
+    # leaves room for the worst case and keeps 8 threads' bodies far below the memory budget.
+    max_request_kb: int = Field(default=1024, ge=16, alias="TRAINBOT_MAX_REQUEST_KB")
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_request_kb * 1024
 
     @property
     def base_url(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from pipeline.builtin_datasets import BUILTIN_DATASETS
 from storage import queries
 from storage.models import JobEvent, TrainingJob
 
@@ -56,9 +57,8 @@ class JobSnapshot:
 def describe_source(source: str) -> str:
     """How people see a job's data set: 'iris (built-in)', 'sales.csv (uploaded)', a link."""
     from bot.forms import SLACK_FILE_PREFIX  # forms imports the pipeline; keep this module light
-    from pipeline.stages.dataset import BUILTINS
 
-    if source in BUILTINS:
+    if source in BUILTIN_DATASETS:
         return f"{source} (built-in)"
     if source.startswith(SLACK_FILE_PREFIX + ":"):
         return f"{source.partition('/')[2] or 'a file'} (uploaded)"

@@ -91,6 +91,15 @@ def code_block(lines: Sequence[str], budget: int) -> tuple[str, int]:
     return f"{_FENCE}\n{head}{chr(10).join(kept)}\n{_FENCE}", len(kept)
 
 
+def format_lifetime(seconds: int) -> str:
+    """How long an app stays up, as the form offers it: 15 min, 1 h, 1 h 30 min, 45 s."""
+    hours, rest = divmod(max(0, int(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    parts.append(f"{secs} s" if secs else "")
+    return " ".join(p for p in parts if p) or "0 s"
+
+
 def format_duration(seconds: float) -> str:
     """42s, 1m 05s, 2h 03m."""
     total = max(0, int(seconds))

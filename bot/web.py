@@ -10,29 +10,56 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.manifest import EVENTS_PATH
 from bot.runtime import BotRuntime
+from bot.slack_gate import slack_gate
 from storage import queries
 from storage.db import ping, session_scope
 from storage.models import TrainingJob
 
+if TYPE_CHECKING:
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
 STATUS_PATH = re.compile(r"^/api/training-jobs/([^/]+)/status$")
 StartResponse = Callable[..., Any]
+THREADS = 8
+
+
+def make_server(runtime: BotRuntime, *, host: str, port: int) -> MultiSocketServer | BaseWSGIServer:
+    """The waitress server `trainbot serve` runs (and the tests run)."""
+    from waitress.server import create_server
+
+    # waitress answers 413 itself to a body of max_request_body_size bytes or more
+    # (waitress/parser.py: on Content-Length before reading the body, or as soon as a
+    # chunked body passes it); its default is 1 GiB, buffered to disk before we are called.
+    return create_server(
+        build_wsgi(runtime),
+        host=host,
+        port=port,
+        threads=THREADS,
+        max_request_body_size=runtime.ctx.slack.max_request_bytes + 1,
+    )
 
 
 def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    slack = SlackRequestHandler(runtime.app, path="/slack/events")
+    slack = slack_gate(
+        SlackRequestHandler(runtime.app, path=EVENTS_PATH),
+        signing_secret=runtime.ctx.slack.signing_secret,
+        max_body_bytes=runtime.ctx.slack.max_request_bytes,
+    )
     engine = runtime.ctx.services.engine
     api_token = runtime.ctx.slack.api_token
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/slack/events":
+        if path == EVENTS_PATH:
             return slack(environ, start_response)
         if path == "/healthz" and method == "GET":
             try:
@@ -53,10 +80,12 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
                 with session_scope(engine) as session:
                     job = queries.find_job(session, ref=match.group(1))
                     model = queries.get_model(session, model_id=job.model_id)
+            except queries.InvalidJobRef as error:
+                return _json(start_response, 400, {"error": str(error)})
             except queries.JobLookupError as error:
                 return _json(start_response, 404, {"error": str(error)})
             return _json(start_response, 200, job_status(job, model.name if model else None))
-        return _json(start_response, 404, {"error": f"no route for {method} {path}"})
+        return _json(start_response, 404, {"error": f"no route for {method[:10]} {path[:80]}"})
 
     return application
 
@@ -99,9 +128,7 @@ def _json(
     extra: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     data = json.dumps(body).encode()
-    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(
-        status, "Error"
-    )
+    reason = HTTPStatus(status).phrase
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
     start_response(f"{status} {reason}", headers + (extra or []))
     return [data]

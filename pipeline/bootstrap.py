@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from pipeline.codegen.base import CodeGenerator
+from pipeline.codegen.base import CheckedAtStart, CodeGenerator
 from pipeline.codegen.template import TemplateGenerator
 from pipeline.events import ProgressSink
 from pipeline.netguard import UrlGuard
@@ -25,7 +25,10 @@ def build_codegen(settings: Settings) -> CodeGenerator:
         if not settings.groq_api_key:
             raise ValueError("TRAINBOT_CODEGEN=groq needs GROQ_API_KEY")
         return GroqGenerator(
-            api_key=settings.groq_api_key, model=settings.groq_model or DEFAULT_MODEL
+            api_key=settings.groq_api_key,
+            model=settings.groq_model or DEFAULT_MODEL,
+            prompt_tokens=settings.groq_prompt_tokens,
+            completion_tokens=settings.groq_completion_tokens,
         )
     return TemplateGenerator()
 
@@ -36,7 +39,11 @@ def build_sandboxes(settings: Settings) -> SandboxProvider:
 
         if not settings.e2b_api_key:
             raise ValueError("TRAINBOT_SANDBOX=e2b needs E2B_API_KEY")
-        return E2BSandboxProvider(api_key=settings.e2b_api_key, template=settings.e2b_template)
+        return E2BSandboxProvider(
+            api_key=settings.e2b_api_key,
+            template=settings.e2b_template,
+            max_lifetime=settings.e2b_max_lifetime,
+        )
     from pipeline.sandbox.local import LocalSandboxProvider
 
     return LocalSandboxProvider(
@@ -79,6 +86,8 @@ def bootstrap(
     """Builds the services. Tests pass their own fakes for any part."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codegen = codegen or build_codegen(settings)
+    if isinstance(codegen, CheckedAtStart):
+        codegen.check_at_start()  # once per process, briefly; a failed check only logs
     deps = PipelineDeps(
         engine=engine or build_engine(settings),
         settings=settings,

@@ -4,6 +4,10 @@ Every URL the pipeline fetches for a user goes through `UrlGuard`: only http(s),
 every address the host name resolves to must be public. `fetch` then connects to the
 address it checked (so a second DNS answer cannot point it elsewhere) and checks each
 redirect hop the same way.
+
+`parse_link` is the one place a link is read: the user's, and every redirect's `Location`.
+The HTTP library only ever gets a URL that `parse_link` produced; it never reads a
+`Location` itself (requests go straight to a transport, which knows nothing of redirects).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import idna
 
 from pipeline.errors import FetchError, UnsafeURLError
 
@@ -69,7 +74,53 @@ class FetchedResponse:
 
 
 def _short(url: str, limit: int = 120) -> str:
-    return url if len(url) <= limit else url[: limit - 1] + "…"
+    """A link as shown to people: at most `limit` characters, control characters as "?"."""
+    url = url if len(url) <= limit else url[: limit - 1] + "…"
+    return "".join(c if c.isprintable() else "?" for c in url)
+
+
+class InvalidLink(ValueError):
+    """Text that is not a well-formed link; `reason` says what is wrong, in plain words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_link(text: str, base: httpx.URL | None = None) -> httpx.URL:
+    """`text` as a URL (resolved against `base`, as a redirect's `Location` is), or
+    InvalidLink. Whether the link may be fetched is `UrlGuard.check`'s decision."""
+    text = text.strip()
+    if "\\" in text:
+        # Browsers read "\" as "/" (so "http:\\127.0.0.1" is a host); httpx reads it as
+        # part of a path. Refusing it means nothing can read the link as a different host.
+        raise InvalidLink("it contains a backslash (\\); links use forward slashes (/)")
+    if any(not c.isprintable() for c in text):
+        raise InvalidLink("it contains invisible or control characters (a tab, a line break)")
+    try:
+        url = httpx.URL(text) if base is None else base.join(text)
+    except (httpx.InvalidURL, UnicodeError, TypeError) as exc:  # idna.IDNAError is a UnicodeError
+        raise InvalidLink(_library_reason(exc)) from exc
+    if url.port is not None and not 0 < url.port < 65536:
+        raise InvalidLink(f"the port number {url.port} is out of range")
+    host = url.raw_host.decode("ascii")
+    for label in host.lower().split("."):
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except idna.IDNAError as exc:
+                raise InvalidLink(
+                    f"{_short(label, 60)} is not a valid internationalised (xn--) name"
+                ) from exc
+    return url
+
+
+def _library_reason(exc: Exception) -> str:
+    """httpx's reason, which names the part of the link at fault, without its jargon."""
+    if isinstance(exc, UnicodeError) or "IDNA" in str(exc):
+        return "its host name is not a valid internationalised name"
+    reason = str(exc).rstrip(".") or "it cannot be read as a link"
+    return _short(reason[0].lower() + reason[1:], 160)
 
 
 def format_size(n: int) -> str:
@@ -149,7 +200,9 @@ class UrlGuard:
 
     def check(self, url: str) -> list[IPAddress]:
         """Validate `url` and return the addresses its host resolves to, all allowed."""
-        parsed = self._parse(url)
+        return self._check_parsed(url, self._parse(url))
+
+    def _check_parsed(self, url: str, parsed: httpx.URL) -> list[IPAddress]:
         host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS want it
         literal = _parse_ip(host)
         if literal is not None:
@@ -164,12 +217,16 @@ class UrlGuard:
     def _parse(self, url: str) -> httpx.URL:
         shown = _short(url.strip())
         try:
-            parsed = httpx.URL(url.strip())
-        except (httpx.InvalidURL, TypeError) as exc:
+            parsed = parse_link(url)
+        except InvalidLink as exc:
             raise UnsafeURLError(
-                f"{shown} is not a valid link; paste the full address, "
-                "e.g. https://example.com/data.csv."
+                f"{shown} is not a valid link: {exc.reason}. Copy the link again from "
+                "your browser's address bar, e.g. https://example.com/data.csv."
             ) from exc
+        return self._allowed(shown, parsed)
+
+    def _allowed(self, shown: str, parsed: httpx.URL) -> httpx.URL:
+        """`parsed` if its scheme and host may be fetched at all (addresses come next)."""
         if parsed.scheme not in ALLOWED_SCHEMES:
             scheme = f"{parsed.scheme}: links" if parsed.scheme else "Links without http(s)://"
             raise UnsafeURLError(
@@ -180,8 +237,6 @@ class UrlGuard:
             raise UnsafeURLError(
                 f"{shown} has no host name; paste the full link, e.g. https://example.com/data.csv."
             )
-        if parsed.port is not None and not 0 < parsed.port < 65536:
-            raise UnsafeURLError(f"{shown} has an invalid port number ({parsed.port}).")
         return parsed
 
     def _resolve(self, url: str, host: str, port: int) -> list[IPAddress]:
@@ -230,39 +285,55 @@ class UrlGuard:
         """
         total = total_timeout if total_timeout is not None else timeout * 3
         deadline = time.monotonic() + total
-        current = url.strip()
-        headers = {"Accept": accept, "User-Agent": "TrainBot/0.1"}
-        with httpx.Client(
-            follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout)
-        ) as client:
+        headers = {
+            "Accept": accept,
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": "TrainBot/0.1",
+        }
+        current = self._parse(url)
+        addresses = self._check_parsed(url, current)
+        final_url = url.strip()
+        # A bare transport, not a Client: a Client parses every Location it receives (even
+        # with follow_redirects=False) and fails on malformed ones before we can look.
+        with httpx.HTTPTransport(trust_env=False) as transport:
             for _hop in range(MAX_REDIRECTS + 1):
-                try:
-                    addresses = self.check(current)
-                except UnsafeURLError as exc:
-                    if current == url.strip():
-                        raise
-                    raise UnsafeURLError(
-                        f"{_short(url)} redirected to another link. {exc.message}"
-                    ) from exc
-                parsed = httpx.URL(current)
                 result = self._get_pinned(
-                    client, parsed, addresses, headers, max_bytes, timeout, total, deadline
+                    transport, current, addresses, headers, max_bytes, timeout, total, deadline
                 )
-                if isinstance(result, str):  # a redirect to follow
-                    current = _redirect_target(url, parsed, result)
-                    if time.monotonic() > deadline:
-                        raise _too_slow_error(_short(url), total)
-                    continue
-                status, content_type, content = result
-                return FetchedResponse(url, current, status, content_type, content)
+                if not isinstance(result, str):
+                    status, content_type, content = result
+                    return FetchedResponse(url, final_url, status, content_type, content)
+                current, addresses = self._next_hop(url, current, result)
+                final_url = str(current)
+                if time.monotonic() > deadline:
+                    raise _too_slow_error(_short(url), total)
         raise FetchError(
             f"{_short(url)} redirected more than {MAX_REDIRECTS} times; "
             "link to the file itself instead."
         )
 
+    def _next_hop(
+        self, url: str, current: httpx.URL, location: str
+    ) -> tuple[httpx.URL, list[IPAddress]]:
+        """Where a redirect leads, checked like the link the user gave."""
+        shown = _short(url)
+        try:
+            target = parse_link(location, base=current)
+        except InvalidLink as exc:
+            raise FetchError(
+                f"{shown} redirected to an invalid address ({_short(location.strip(), 80)}): "
+                f"{exc.reason}; link to the file itself instead.",
+                detail=f"Location: {location[:500]!r}",
+            ) from exc
+        try:
+            target = self._allowed(_short(str(target)), target)
+            return target, self._check_parsed(str(target), target)
+        except UnsafeURLError as exc:
+            raise UnsafeURLError(f"{shown} redirected to another link. {exc.message}") from exc
+
     def _get_pinned(
         self,
-        client: httpx.Client,
+        transport: httpx.HTTPTransport,
         parsed: httpx.URL,
         addresses: list[IPAddress],
         headers: dict[str, str],
@@ -274,20 +345,23 @@ class UrlGuard:
         """One request to the checked address; a redirect target or (status, type, body)."""
         shown = _short(str(parsed))
         host_header = parsed.netloc.decode("ascii")
-        extensions = (
-            {"sni_hostname": parsed.raw_host.decode("ascii")} if parsed.scheme == "https" else {}
-        )
+        extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout).as_dict()}
+        if parsed.scheme == "https":
+            extensions["sni_hostname"] = parsed.raw_host.decode("ascii")
         last_error: Exception | None = None
         for ip in addresses:  # try the next checked address only if connecting fails
-            pinned = parsed.copy_with(host=str(ip))
+            request = httpx.Request(
+                "GET",
+                parsed.copy_with(host=str(ip)),
+                headers={**headers, "Host": host_header},
+                extensions=extensions,
+            )
             try:
-                with client.stream(
-                    "GET",
-                    pinned,
-                    headers={**headers, "Host": host_header},
-                    extensions=extensions,
-                ) as response:
+                response = transport.handle_request(request)
+                try:
                     return _read_response(response, shown, max_bytes, total, deadline)
+                finally:
+                    response.close()
             except httpx.ConnectTimeout as exc:
                 last_error = exc
             except httpx.ConnectError as exc:
@@ -307,16 +381,6 @@ class UrlGuard:
             "check that the link is correct and the site is up.",
             detail=repr(last_error),
         ) from last_error
-
-
-def _redirect_target(url: str, parsed: httpx.URL, location: str) -> str:
-    try:
-        return str(parsed.join(location.strip()))
-    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
-        raise FetchError(
-            f"{_short(url)} redirected to an invalid link ({_short(location, 80)}).",
-            detail=repr(exc),
-        ) from exc
 
 
 def _default_port(parsed: httpx.URL) -> int:

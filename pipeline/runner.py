@@ -20,6 +20,7 @@ from pipeline.cancel import CancelToken
 from pipeline.codegen.base import CodeFailure, CodeGenerator, GeneratedCode, TaskType
 from pipeline.errors import DeployError, JobCancelled, PipelineError, TrainingError
 from pipeline.events import EventKind, ProgressSink
+from pipeline.expiry import early_stop_warning
 from pipeline.netguard import UrlGuard
 from pipeline.recorder import JobRecorder
 from pipeline.sandbox.base import Sandbox, SandboxProvider
@@ -123,6 +124,8 @@ class _Attempt:
         self.token = token
         self.stage = Stage.RESOURCES.value
         self.sandbox: Sandbox | None = None
+        self.sandbox_started = datetime.now(UTC)
+        self.expires_at: datetime | None = None
         self.timings: dict[str, float] = {}
         self.workdir = Path(deps.settings.data_dir) / "jobs" / job.id
 
@@ -186,7 +189,8 @@ class _Attempt:
                     raise
                 failure = CodeFailure(stage=self.stage, message=error.message, log=error.detail)
                 emit(EventKind.WARNING, self.stage, f"{error.message}; trying again")
-        expires_at = datetime.now(UTC) + timedelta(seconds=self.job.ttl_seconds)
+        expires_at = self.expires_at  # when the provider will really stop the app
+        assert expires_at is not None
         try:
             with session_scope(self.deps.engine) as session:
                 queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
@@ -210,6 +214,7 @@ class _Attempt:
     def _train(self, code: GeneratedCode, dataset: LoadedDataset) -> dict[str, Any]:
         settings = self.deps.settings
         with self._stage(Stage.TRAIN, "Training the model"):
+            self.sandbox_started = datetime.now(UTC)
             self.sandbox = self.deps.sandboxes.create(
                 job_id=self.job.id, timeout=settings.train_timeout
             )
@@ -259,8 +264,25 @@ class _Attempt:
                 f"({check.correct} of {check.rows} right)",
                 predictions=check.predictions,
             )
-            self.sandbox.extend(self.job.ttl_seconds)
+            self._extend_for_ttl()
         return deployment
+
+    def _extend_for_ttl(self) -> None:
+        """Keep the app up for the job's lifetime; record and explain when it stops sooner."""
+        assert self.sandbox is not None
+        ttl = self.job.ttl_seconds
+        asked_end = datetime.now(UTC) + timedelta(seconds=ttl)
+        self.expires_at = self.sandbox.extend(ttl)
+        warning = early_stop_warning(
+            provider=self.deps.sandboxes.name,
+            max_lifetime=self.deps.sandboxes.max_lifetime,
+            started=self.sandbox_started,
+            asked=ttl,
+            asked_end=asked_end,
+            real_end=self.expires_at,
+        )
+        if warning is not None:
+            self.recorder.emit(EventKind.WARNING, Stage.DEPLOY, warning)
 
     def _kill_sandbox(self) -> None:
         if self.sandbox is not None:

@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.codegen import groq_models
+from pipeline.limits import MIN_APP_LIFETIME
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
@@ -21,10 +24,21 @@ class Settings(BaseSettings):
     codegen_attempts: int = Field(default=3, ge=1, le=10, alias="TRAINBOT_CODEGEN_ATTEMPTS")
     groq_api_key: str = Field(default="", alias="GROQ_API_KEY")
     groq_model: str = Field(default="", alias="GROQ_MODEL")
+    # Groq counts prompt + completion budget against the key's per-minute token limit before
+    # it runs a request; keep the two together under that limit (see groq_models).
+    groq_prompt_tokens: int = Field(
+        default=groq_models.PROMPT_TOKENS, ge=1_000, alias="TRAINBOT_GROQ_PROMPT_TOKENS"
+    )
+    groq_completion_tokens: int = Field(
+        default=groq_models.COMPLETION_TOKENS, ge=1_000, alias="TRAINBOT_GROQ_COMPLETION_TOKENS"
+    )
     e2b_api_key: str = Field(default="", alias="E2B_API_KEY")
     e2b_template: str = Field(default="code-interpreter-v1", alias="TRAINBOT_E2B_TEMPLATE")
+    # Seconds the E2B plan lets a sandbox live from its start: Hobby 3600, Pro 86400. The SDK
+    # cannot tell the plan, and E2B cuts a longer lifetime short without a word.
+    e2b_max_lifetime: int = Field(default=3600, ge=600, alias="TRAINBOT_E2B_MAX_LIFETIME")
     allow_private_urls: bool = Field(default=False, alias="TRAINBOT_ALLOW_PRIVATE_URLS")
-    app_ttl: int = Field(default=3600, ge=30, alias="TRAINBOT_APP_TTL")
+    app_ttl: int = Field(default=3600, ge=MIN_APP_LIFETIME, alias="TRAINBOT_APP_TTL")
     max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
     train_timeout: int = Field(default=900, ge=5, alias="TRAINBOT_TRAIN_TIMEOUT")
     app_start_timeout: int = Field(default=60, ge=2, alias="TRAINBOT_APP_START_TIMEOUT")

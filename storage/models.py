@@ -13,11 +13,12 @@ from storage.states import JobStatus
 from storage.types import UTCDateTime
 
 SHORT_ID_LENGTH = 8
+ID_LENGTH = 32  # hex digits: 128 bits
 
 
 def new_id() -> str:
     """Random, unguessable ids (128 bits). Humans use the first SHORT_ID_LENGTH characters."""
-    return secrets.token_hex(16)
+    return secrets.token_hex(ID_LENGTH // 2)
 
 
 def utcnow() -> datetime:
@@ -35,7 +36,7 @@ def _required_time() -> Any:
 class AiModel(SQLModel, table=True):
     __tablename__ = "ai_models"
 
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=ID_LENGTH)
     name: str = Field(max_length=200)
     goal: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     task_type: str | None = Field(default=None, max_length=32)
@@ -51,8 +52,8 @@ class AiModel(SQLModel, table=True):
 class TrainingJob(SQLModel, table=True):
     __tablename__ = "training_jobs"
 
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    model_id: str = Field(foreign_key="ai_models.id", index=True, max_length=32)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=ID_LENGTH)
+    model_id: str = Field(foreign_key="ai_models.id", index=True, max_length=ID_LENGTH)
     status: str = Field(default=JobStatus.QUEUED.value, index=True, max_length=32)
     # The stage the job is in, or was in when it stopped (kept after failure).
     stage: str | None = Field(default=None, max_length=32)

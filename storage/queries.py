@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from storage.models import SHORT_ID_LENGTH, AiModel, JobEvent, TrainingJob, utcnow
+from storage.models import ID_LENGTH, SHORT_ID_LENGTH, AiModel, JobEvent, TrainingJob, utcnow
 from storage.states import (
     RUNNING_STAGES,
     STATUS_STAGE,
@@ -19,10 +19,15 @@ from storage.states import (
 )
 
 MIN_ID_PREFIX = 4
+_HEX = frozenset("0123456789abcdef")
 
 
 class JobLookupError(LookupError):
     """A job reference a person typed does not name exactly one job."""
+
+
+class InvalidJobRef(JobLookupError):
+    """What a person typed cannot be a job id at all; found out before any query."""
 
 
 class JobActionError(Exception):
@@ -136,12 +141,7 @@ def get_model(session: Session, *, model_id: str) -> AiModel | None:
 
 def find_job(session: Session, *, ref: str, min_prefix: int = MIN_ID_PREFIX) -> TrainingJob:
     """A job by its full id or an unambiguous prefix of it (people type the short id)."""
-    ref = ref.strip().lower()
-    if len(ref) < min_prefix or not all(c in "0123456789abcdef" for c in ref):
-        raise JobLookupError(
-            f"'{ref[:40]}' is not a job id; job ids look like a1b2c3d4 "
-            f"(at least {min_prefix} characters of the id)"
-        )
+    ref = parse_job_ref(ref, min_prefix=min_prefix)
     jobs = session.exec(
         select(TrainingJob).where(col(TrainingJob.id).startswith(ref)).limit(2)
     ).all()
@@ -150,6 +150,20 @@ def find_job(session: Session, *, ref: str, min_prefix: int = MIN_ID_PREFIX) -> 
     if len(jobs) > 1:
         raise JobLookupError(f"{ref} matches several jobs; type more of the id")
     return jobs[0]
+
+
+def parse_job_ref(ref: str, *, min_prefix: int = MIN_ID_PREFIX) -> str:
+    """`ref` as a job id or id prefix, or InvalidJobRef: the one check of what people type,
+    so no query ever sees an arbitrary string (SQLite refuses LIKE patterns over 50,000)."""
+    ref = ref.strip().lower()
+    if min_prefix <= len(ref) <= ID_LENGTH and _HEX.issuperset(ref):
+        return ref
+    shown = ref if len(ref) <= 40 else ref[:39] + "…"
+    shown = "".join(c if c.isprintable() else "?" for c in shown)
+    raise InvalidJobRef(
+        f"'{shown}' is not a job id; job ids look like a1b2c3d4 "
+        f"({min_prefix} to {ID_LENGTH} of the id's letters and digits)"
+    )
 
 
 def list_jobs(
@@ -161,15 +175,35 @@ def list_jobs(
     limit: int = 20,
 ) -> list[TrainingJob]:
     """Newest first."""
-    query = select(TrainingJob)
-    if channel_id is not None:
-        query = query.where(TrainingJob.channel_id == channel_id)
-    if requested_by is not None:
-        query = query.where(TrainingJob.requested_by == requested_by)
-    if statuses is not None:
-        query = query.where(col(TrainingJob.status).in_([s.value for s in statuses]))
+    query = select(TrainingJob).where(*_job_filters(channel_id, requested_by, statuses))
     query = query.order_by(col(TrainingJob.created_at).desc(), col(TrainingJob.id)).limit(limit)
     return list(session.exec(query).all())
+
+
+def count_jobs(
+    session: Session,
+    *,
+    channel_id: str | None = None,
+    requested_by: str | None = None,
+    statuses: Iterable[JobStatus] | None = None,
+) -> int:
+    """How many jobs `list_jobs` would find without its limit."""
+    query = select(func.count()).select_from(TrainingJob)
+    query = query.where(*_job_filters(channel_id, requested_by, statuses))
+    return int(session.exec(query).one())
+
+
+def _job_filters(
+    channel_id: str | None, requested_by: str | None, statuses: Iterable[JobStatus] | None
+) -> list[Any]:
+    filters: list[Any] = []
+    if channel_id is not None:
+        filters.append(TrainingJob.channel_id == channel_id)
+    if requested_by is not None:
+        filters.append(TrainingJob.requested_by == requested_by)
+    if statuses is not None:
+        filters.append(col(TrainingJob.status).in_([s.value for s in statuses]))
+    return filters
 
 
 def transition(

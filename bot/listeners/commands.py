@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.ids import TRAIN_COMMAND
+from bot.limits import LIST_JOBS
 from bot.service import (
     ActionRefused,
     BotContext,
@@ -19,15 +20,15 @@ from bot.service import (
     find_snapshot,
     latest_snapshot,
     log_lines,
-    recent_snapshots,
+    recent_jobs,
     retry_job,
 )
-from pipeline.stages.dataset import BUILTINS
+from pipeline.builtin_datasets import BUILTIN_DATASETS
 from storage.queries import JobLookupError
 
 log = logging.getLogger(__name__)
 
-BUILTIN_CHOICES = [(key, key.replace("_", " ")) for key in BUILTINS]
+BUILTIN_CHOICES = [(key, key.replace("_", " ")) for key in BUILTIN_DATASETS]
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -55,6 +56,8 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: dict[str, Any]
         channel_id=command.get("channel_id", ""),
         builtins=BUILTIN_CHOICES,
         max_upload_mb=ctx.services.settings.max_dataset_mb,
+        default_lifetime=ctx.default_lifetime,
+        max_lifetime=ctx.max_lifetime,
     )
     try:
         client.views_open(trigger_id=command["trigger_id"], view=view)
@@ -85,7 +88,8 @@ def _status(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks
 
 def _list(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
     channel = command.get("channel_id", "")
-    return blocks.list_message(recent_snapshots(ctx, channel_id=channel), channel)
+    page = recent_jobs(ctx, channel_id=channel, limit=LIST_JOBS)
+    return blocks.list_message(page.snapshots, channel, total=page.total)
 
 
 def _cancel(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:

@@ -8,9 +8,8 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.service import BotContext, recent_snapshots
-
-HOME_JOBS = 20
+from bot.limits import HOME_JOBS
+from bot.service import BotContext, recent_jobs
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -19,5 +18,6 @@ def register(app: App, ctx: BotContext) -> None:
         if event.get("tab", "home") != "home":
             return
         user = event["user"]
-        view = blocks.home_view(recent_snapshots(ctx, user_id=user, limit=HOME_JOBS))
+        page = recent_jobs(ctx, user_id=user, limit=HOME_JOBS)
+        view = blocks.home_view(page.snapshots, total=page.total)
         client.views_publish(user_id=user, view=view)

@@ -20,6 +20,8 @@ def register(app: App, ctx: BotContext) -> None:
                 user_id=body["user"]["id"],
                 guard=ctx.services.deps.guard,
                 max_upload_bytes=ctx.max_upload_bytes,
+                default_lifetime=ctx.default_lifetime,
+                max_lifetime=ctx.max_lifetime,
             )
         except FormErrors as invalid:
             ack(response_action="errors", errors=invalid.errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class TaskType(enum.StrEnum):
@@ -82,4 +82,13 @@ class CodeGenerator(Protocol):
         failure: CodeFailure,
     ) -> GeneratedCode:
         """A corrected version of `previous`; same errors as `generate`."""
+        ...
+
+
+@runtime_checkable
+class CheckedAtStart(Protocol):
+    """A generator that checks its configuration against its service once, at start."""
+
+    def check_at_start(self) -> None:
+        """Logs what is wrong (and remembers it for the jobs); never raises."""
         ...

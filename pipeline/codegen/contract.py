@@ -2,7 +2,7 @@
 
 The pipeline writes into the sandbox working directory:
   task.json   TaskSpec.to_json_dict()
-  data.csv    the training data (held-out verification rows already removed)
+  data.csv    the training data (held-out verification rows removed, headers trimmed)
   train.py / app.py and any other generated files
 
 `python train.py` must write:
@@ -24,8 +24,14 @@ The pipeline writes into the sandbox working directory:
                   -> 200 {"predictions": [...], "probabilities": [{class: p}, ...]}
                      (probabilities for classifiers only)
                   bad input -> 400 {"error": "<what is wrong and how to fix it>"}
-  Columns listed under "dropped" are accepted in rows and ignored; unknown columns,
-  missing features and values of the wrong type are 400s. null means "unknown".
+  A row's keys are the CSV's own headers as users typed them: match each key to a name
+  in schema.json by column_key(key) == column_key(name), where
+      column_key(name) = " ".join(name.split()).casefold()
+  (case and surrounding or repeated spaces do not matter; the deploy check sends the
+  held-out rows with the headers exactly as the uploaded CSV had them).
+  Columns listed under "dropped" are accepted in rows and ignored; unknown columns, a
+  column given twice, missing features and values of the wrong type are 400s.
+  null means "unknown".
 """
 
 TASK_FILE = "task.json"
@@ -39,3 +45,13 @@ CHART_FILE = "chart.png"
 
 REQUIRED_SOURCES = (TRAIN_SCRIPT, APP_SCRIPT)
 TRAINING_OUTPUTS = (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE)
+
+
+def column_key(name: str) -> str:
+    """How a column name is matched: case and surrounding or repeated spaces do not count.
+
+    The one rule for headers: the dataset stage refuses CSVs whose headers share a key and
+    matches the target by it; the template scripts carry a verbatim copy (they run alone in
+    the sandbox), which tests/unit/test_template_codegen.py holds to this one.
+    """
+    return " ".join(name.split()).casefold()

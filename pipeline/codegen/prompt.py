@@ -2,12 +2,17 @@
 
 The conversation is [system, user(task)] for a first answer and
 [system, user(task), assistant(previous answer), user(failure)] for a repair, so the model
-sees its own code and what went wrong with it.
+sees its own code and what went wrong with it. `fit` keeps a conversation within a token
+budget by trimming, in turn, the reference text, the previous answer, the log and the
+sample rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.codegen import contract
@@ -27,11 +32,36 @@ EXAMPLE_CHARS = 60  # one example value in the column list
 CELL_CHARS = 200  # one value in a sample row
 MIN_RESOURCE_CHARS = 200  # a share smaller than this is not worth sending
 TRIMMED = "[... trimmed]"
+# Our token estimate errs high: tokenizers average 3.5-4 characters a token on English and
+# more tokens on code and escaped JSON, and a prompt Groq counts as larger than the budget
+# would be refused. MESSAGE_TOKENS covers the chat template's role markers.
+CHARS_PER_TOKEN = 3
+MESSAGE_TOKENS = 8
 
 REPLY_SHAPE = (
-    '{"files": {"train.py": "<complete source>", "app.py": "<complete source>"}, '
+    '{"files": [{"name": "train.py", "content": "<complete source>"}, '
+    '{"name": "app.py", "content": "<complete source>"}], '
     '"requirements": [], "notes": "<one or two sentences for the user about the approach>"}'
 )
+# The same shape as a JSON schema for structured outputs. Strict mode takes objects whose
+# properties are all required and closed (console.groq.com/docs/structured-outputs), so
+# files are a list of {name, content} rather than a mapping with free-form keys.
+_FILE_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "content": {"type": "string"}},
+    "required": ["name", "content"],
+    "additionalProperties": False,
+}
+REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "array", "items": _FILE_SCHEMA},
+        "requirements": {"type": "array", "items": {"type": "string"}},
+        "notes": {"type": "string"},
+    },
+    "required": ["files", "requirements", "notes"],
+    "additionalProperties": False,
+}
 
 SYSTEM_PROMPT = f"""You are TrainBot's code writer. You write two Python 3.11 files: train.py \
 trains a scikit-learn model on a user's CSV file, app.py serves that model as a small web app.
@@ -69,32 +99,105 @@ STAGES = {
 }
 
 
-def build_messages(spec: TaskSpec, resources: list[Resource]) -> list[Message]:
+@dataclass(frozen=True)
+class Allowance:
+    """How much of each part that can shrink a prompt may hold: characters, or rows."""
+
+    references: int = RESOURCE_BUDGET  # reference text, all resources together
+    previous: int | None = None  # the previous answer's files together; None: whole
+    log: int = LOG_CHARS  # tail of the failure log
+    sample_rows: int = MAX_SAMPLE_ROWS
+    answer_chars: int | None = None  # how long the reply may be, told to the model
+
+
+# What `fit` tries, in order, until the prompt fits: first the reference text goes, then
+# the previous answer and the log shrink together (the log keeps its end, where the error
+# is), then the sample rows, and last the previous answer itself.
+SHRINK_STEPS: tuple[dict[str, int], ...] = (
+    {"references": 8_000},
+    {"references": 4_000},
+    {"references": 2_000},
+    {"references": 0},
+    {"previous": 24_000, "log": 3_000},
+    {"previous": 12_000, "log": 2_000},
+    {"previous": 6_000, "log": 1_500},
+    {"previous": 3_000, "log": 1_000},
+    {"previous": 1_500, "log": 600},
+    {"sample_rows": 5},
+    {"sample_rows": 2},
+    {"sample_rows": 0},
+    {"previous": 0},
+)
+
+
+class PromptTooLarge(ValueError):
+    """Even trimmed as far as it goes, the prompt needs more tokens than the budget."""
+
+    def __init__(self, needed: int, budget: int) -> None:
+        super().__init__(f"the prompt needs about {needed} tokens, over the budget of {budget}")
+        self.needed = needed
+        self.budget = budget
+
+
+def fit(
+    build: Callable[[Allowance], list[Message]], budget: int, answer_chars: int | None = None
+) -> list[Message]:
+    """The messages `build` makes with the largest allowance that keeps them within `budget`
+    tokens by `estimate_tokens`; PromptTooLarge when the smallest does not."""
+    allowance = Allowance(answer_chars=answer_chars)
+    messages = build(allowance)
+    for step in SHRINK_STEPS:
+        if estimate_tokens(messages) <= budget:
+            return messages
+        allowance = replace(allowance, **step)
+        messages = build(allowance)
+    needed = estimate_tokens(messages)
+    if needed > budget:
+        raise PromptTooLarge(needed, budget)
+    return messages
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    return sum(math.ceil(len(m["content"]) / CHARS_PER_TOKEN) + MESSAGE_TOKENS for m in messages)
+
+
+def build_messages(
+    spec: TaskSpec, resources: list[Resource], allowance: Allowance = Allowance()
+) -> list[Message]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": task_prompt(spec, resources)},
+        {"role": "user", "content": task_prompt(spec, resources, allowance)},
     ]
 
 
 def build_repair_messages(
-    spec: TaskSpec, resources: list[Resource], previous: GeneratedCode, failure: CodeFailure
+    spec: TaskSpec,
+    resources: list[Resource],
+    previous: GeneratedCode,
+    failure: CodeFailure,
+    allowance: Allowance = Allowance(),
 ) -> list[Message]:
+    shortened = allowance.previous is not None and allowance.previous < sum(
+        len(source) for source in previous.files.values()
+    )
     return [
-        *build_messages(spec, resources),
-        {"role": "assistant", "content": answer_json(previous)},
-        {"role": "user", "content": repair_prompt(failure)},
+        *build_messages(spec, resources, allowance),
+        {"role": "assistant", "content": answer_json(previous, allowance.previous)},
+        {"role": "user", "content": repair_prompt(failure, allowance.log, shortened)},
     ]
 
 
-def task_prompt(spec: TaskSpec, resources: list[Resource]) -> str:
+def task_prompt(
+    spec: TaskSpec, resources: list[Resource], allowance: Allowance = Allowance()
+) -> str:
     sections = [
         "# Task\n" + task_summary(spec),
         "# Columns of data.csv\n" + columns_text(spec.columns),
-        sample_section(spec),
+        sample_section(spec, allowance.sample_rows),
         "# The contract your files must meet\n" + (contract.__doc__ or "").strip(),
         "# How to meet it\n" + GUIDANCE,
-        references_section(resources),
-        "# Your answer\n" + answer_instructions(),
+        references_section(resources, allowance.references),
+        "# Your answer\n" + answer_instructions(allowance.answer_chars),
     ]
     return "\n\n".join(section for section in sections if section)
 
@@ -127,8 +230,8 @@ def column_line(column: ColumnInfo) -> str:
     return f"{line}, e.g. {examples}" if examples else line
 
 
-def sample_section(spec: TaskSpec) -> str:
-    rows = spec.sample_rows[:MAX_SAMPLE_ROWS]
+def sample_section(spec: TaskSpec, limit: int = MAX_SAMPLE_ROWS) -> str:
+    rows = spec.sample_rows[: min(limit, MAX_SAMPLE_ROWS)]
     if not rows:
         return ""
     body = "\n".join(json.dumps(sample_row(row), default=str) for row in rows)
@@ -142,11 +245,11 @@ def sample_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def references_section(resources: list[Resource]) -> str:
+def references_section(resources: list[Resource], budget: int = RESOURCE_BUDGET) -> str:
     urls = [r.url.replace('"', "%22") for r in resources]
     blocks = [
         f'<reference url="{url}">\n{text}\n</reference>'
-        for url, text in zip(urls, trim_resources(resources), strict=True)
+        for url, text in zip(urls, trim_resources(resources, budget), strict=True)
         if text
     ]
     if not blocks:
@@ -162,38 +265,61 @@ def references_section(resources: list[Resource]) -> str:
 def trim_resources(
     resources: list[Resource], budget: int = RESOURCE_BUDGET, cap: int = RESOURCE_CAP
 ) -> list[str]:
-    """Each resource's text cut to fit: short ones keep all of theirs, long ones share the rest
-    evenly, none above `cap`, all together within `budget`. Same order as `resources`."""
+    """Each resource's text cut to fit `budget` (see `share_out`). Same order as `resources`."""
     texts = [r.text.strip().replace("</reference>", "</ reference>") for r in resources]
+    return share_out(texts, budget, cap)
+
+
+def share_out(
+    texts: list[str],
+    budget: int,
+    cap: int | None = None,
+    cut: Callable[[str, int], str] | None = None,
+) -> list[str]:
+    """Texts cut to fit: short ones keep all of theirs, long ones share the rest evenly,
+    none above `cap`, all together within `budget`; a share too small to be worth sending
+    leaves its text empty. `cut` shortens one text (default: keep its start)."""
+    shorten = cut or clip
     shares = [0] * len(texts)
     remaining = budget
     by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for position, index in enumerate(by_length):
         fair = remaining // (len(texts) - position)
-        shares[index] = min(len(texts[index]), cap, fair)
+        shares[index] = min(len(texts[index]), cap if cap is not None else fair, fair)
         remaining -= shares[index]
     return [
-        text if len(text) <= share else clip(text, share) if share >= MIN_RESOURCE_CHARS else ""
+        text if len(text) <= share else shorten(text, share) if share >= MIN_RESOURCE_CHARS else ""
         for text, share in zip(texts, shares, strict=True)
     ]
 
 
-def answer_instructions() -> str:
-    return (
+def answer_instructions(answer_chars: int | None = None) -> str:
+    text = (
         f"Reply with one JSON object of this shape:\n{REPLY_SHAPE}\n"
         f'"files" must hold {contract.TRAIN_SCRIPT} and {contract.APP_SCRIPT} (more plain file '
         f'names are allowed, e.g. a shared helper module). "requirements" lists packages from '
         f"{', '.join(sorted(ALLOWED_REQUIREMENTS))} only; all are already installed, so [] is "
         "fine. Use only the standard library and those packages."
     )
+    if answer_chars:
+        text += (
+            f"\nYour reply is cut off after about {answer_chars:,} characters, so keep the "
+            "files short and plain: few comments, no docstrings, no unused options."
+        )
+    return text
 
 
-def repair_prompt(failure: CodeFailure) -> str:
+def repair_prompt(failure: CodeFailure, log_chars: int = LOG_CHARS, shortened: bool = False) -> str:
     what = STAGES.get(failure.stage, f"failed at the {failure.stage} stage")
     parts = [f"Your code {what}.", f"Problem: {failure.message.strip()}"]
-    log = tail(failure.log.strip(), LOG_CHARS)
+    log = tail(failure.log.strip(), log_chars)
     if log:
         parts.append(f"Log (the end of it):\n```\n{log}\n```")
+    if shortened:
+        parts.append(
+            f"Your previous answer above was shortened to fit this request (cuts are marked "
+            f"{TRIMMED}); write each file out in full again."
+        )
     parts.append(
         "Find the cause and fix it. Reply with the complete JSON object again, same shape: "
         "every file in full (not a diff), still meeting the contract above."
@@ -201,9 +327,15 @@ def repair_prompt(failure: CodeFailure) -> str:
     return "\n\n".join(parts)
 
 
-def answer_json(code: GeneratedCode) -> str:
-    """A previous answer written back as the model would have given it."""
-    return json.dumps({"files": code.files, "requirements": code.requirements, "notes": code.notes})
+def answer_json(code: GeneratedCode, limit: int | None = None) -> str:
+    """A previous answer written back as the model would have given it; with `limit`, its
+    files cut to fit that many characters together (each keeps its start and end)."""
+    names = list(code.files)
+    sources = [code.files[name] for name in names]
+    if limit is not None:
+        sources = share_out(sources, limit, cut=clip_middle)
+    files = [{"name": name, "content": source} for name, source in zip(names, sources, strict=True)]
+    return json.dumps({"files": files, "requirements": code.requirements, "notes": code.notes})
 
 
 def parse_answer(content: str) -> tuple[dict[str, str], list[str], str]:
@@ -221,19 +353,9 @@ def parse_answer(content: str) -> tuple[dict[str, str], list[str], str]:
             f'the model\'s answer is a JSON {type(answer).__name__}, not an object with "files"',
             detail=excerpt(content),
         )
-    files = answer.get("files")
-    if not isinstance(files, dict) or not files:
-        raise InvalidCode(
-            'the model\'s answer has no "files" object mapping file names to source text',
-            detail=excerpt(content),
-        )
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        bad = [k for k, v in files.items() if not isinstance(v, str)]
-        raise InvalidCode(
-            'every entry under "files" must map a file name to its source text as a string'
-            + (f" ({', '.join(map(str, bad))} is not)" if bad else ""),
-            detail=excerpt(content),
-        )
+    files, problem = files_of(answer.get("files"))
+    if problem:
+        raise InvalidCode(problem, detail=excerpt(content))
     requirements = answer.get("requirements") or []
     if isinstance(requirements, str):
         requirements = [requirements]
@@ -243,6 +365,27 @@ def parse_answer(content: str) -> tuple[dict[str, str], list[str], str]:
         )
     notes = answer.get("notes") or ""
     return files, requirements, notes if isinstance(notes, str) else json.dumps(notes)
+
+
+def files_of(value: Any) -> tuple[dict[str, str], str]:
+    """The "files" of an answer as {name: source}, and '' or what is wrong with them. Takes
+    the list of {"name", "content"} that we ask for, and the {name: source} mapping that
+    models in JSON mode sometimes write instead."""
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        pairs = [(item.get("name"), item.get("content")) for item in value]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = []
+    if not pairs:
+        return {}, 'the model\'s answer has no "files" list of {"name", "content"} objects'
+    bad = [str(name) for name, source in pairs if not isinstance(source, str)]
+    if bad or not all(isinstance(name, str) and name for name, _ in pairs):
+        return {}, (
+            'every entry under "files" must give a file name and its source text as strings'
+            + (f" ({', '.join(bad)} does not)" if bad else "")
+        )
+    return {str(name): str(source) for name, source in pairs}, ""
 
 
 def strip_fence(content: str) -> str:
@@ -261,6 +404,15 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: max(0, limit - len(TRIMMED))].rstrip() + TRIMMED
+
+
+def clip_middle(text: str, limit: int) -> str:
+    """Keeps the start and the end, where code has its imports and its entry point."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - len(TRIMMED) - 2)
+    head = keep // 2
+    return text[:head] + "\n" + TRIMMED + "\n" + text[len(text) - (keep - head) :]
 
 
 def tail(text: str, limit: int) -> str:

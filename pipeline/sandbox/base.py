@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 
@@ -29,9 +30,24 @@ class Sandbox(Protocol):
     id: str
     isolation: str  # one line for the log: which isolation is active
 
-    def write_file(self, path: str, data: bytes | str) -> None: ...
+    def write_file(self, path: str, data: bytes | str) -> None:
+        """Write small `data` (scripts, JSON) to `path` relative to the working directory."""
+        ...
 
-    def read_file(self, path: str) -> bytes: ...
+    def write_file_from(self, path: str, source: Path) -> None:
+        """Copy the local file `source` to `path`, streamed: a data set may be large."""
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        """A small file's content. FileNotFoundError if it is missing."""
+        ...
+
+    def read_file_to(self, path: str, target: Path) -> None:
+        """Copy `path` to the local file `target`, streamed: a model may be large.
+
+        FileNotFoundError if it is missing.
+        """
+        ...
 
     def run(
         self,

@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets as sk_datasets
 
+from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskSpec, TaskType
-from pipeline.codegen.contract import DATA_FILE
+from pipeline.codegen.contract import DATA_FILE, column_key
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.netguard import UrlGuard, format_size
 from pipeline.sources import ExternalSource
 from pipeline.stages.tabular import (
+    ParsedCsv,
     is_whole,
     parse_csv,
     plain_row,
@@ -50,11 +52,8 @@ class Builtin:
 
 
 BUILTINS: dict[str, Builtin] = {
-    "iris": Builtin(sk_datasets.load_iris, "species", True),
-    "wine": Builtin(sk_datasets.load_wine, "cultivar", True),
-    "breast_cancer": Builtin(sk_datasets.load_breast_cancer, "diagnosis", True),
-    "digits": Builtin(sk_datasets.load_digits, "digit", False),
-    "diabetes": Builtin(sk_datasets.load_diabetes, "disease_progression", False),
+    name: Builtin(getattr(sk_datasets, f"load_{name}"), info.target, info.named_classes)
+    for name, info in BUILTIN_DATASETS.items()
 }
 
 
@@ -62,7 +61,9 @@ BUILTINS: dict[str, Builtin] = {
 class LoadedDataset:
     spec: TaskSpec
     data_path: Path
-    holdout: list[dict[str, Any]]  # feature values only, to verify the live app
+    # Feature values only, to verify the live app; keyed by the headers exactly as the file
+    # had them (untrimmed, original case), since that is how users will send rows.
+    holdout: list[dict[str, Any]]
     holdout_targets: list[Any]
     warnings: list[str] = field(default_factory=list)
     source_description: str = ""
@@ -76,6 +77,18 @@ class _Raw:
     name: str
     default_target: str | None = None  # built-ins know their target
     warnings: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # column -> header as in the file
+
+    @classmethod
+    def of(cls, parsed: ParsedCsv, label: str, description: str, name: str) -> _Raw:
+        return cls(
+            parsed.frame,
+            label,
+            description,
+            name,
+            warnings=parsed.warnings,
+            headers=parsed.headers,
+        )
 
 
 def load_dataset(
@@ -134,7 +147,7 @@ def load_dataset(
     return LoadedDataset(
         spec=spec,
         data_path=data_path,
-        holdout=[plain_row(row) for row in features.to_dict("records")],
+        holdout=[plain_row(row) for row in features.rename(columns=raw.headers).to_dict("records")],
         holdout_targets=[plain_value(v) for v in held[target_col]],
         warnings=warnings,
         source_description=f"{raw.description} ({n_loaded:,} rows)",
@@ -209,10 +222,10 @@ def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:
         )
     except PipelineError as exc:
         raise DatasetError(exc.message, detail=exc.detail) from exc
-    frame, warnings = parse_csv(response.content, url)
+    parsed = parse_csv(response.content, url)
     path = urlsplit(response.final_url).path
     stem = Path(path).stem or (urlsplit(url).hostname or "dataset")
-    return _Raw(frame, url, _short(url), stem, warnings=warnings)
+    return _Raw.of(parsed, url, _short(url), stem)
 
 
 def _load_external(source: ExternalSource, reference: str, max_bytes: int) -> _Raw:
@@ -222,8 +235,8 @@ def _load_external(source: ExternalSource, reference: str, max_bytes: int) -> _R
             f"{data.name} is {format_size(len(data.content))}, more than the "
             f"{format_size(max_bytes)} limit; use a sample of the data."
         )
-    frame, warnings = parse_csv(data.content, data.name)
-    return _Raw(frame, data.name, f"uploaded {data.name}", Path(data.name).stem, warnings=warnings)
+    parsed = parse_csv(data.content, data.name)
+    return _Raw.of(parsed, data.name, f"uploaded {data.name}", Path(data.name).stem)
 
 
 def _load_file(text: str, max_bytes: int) -> _Raw:
@@ -247,8 +260,7 @@ def _load_file(text: str, max_bytes: int) -> _Raw:
             f"{path.name} is {format_size(size)}, more than the {format_size(max_bytes)} "
             "limit; use a sample of the data."
         )
-    frame, warnings = parse_csv(path.read_bytes(), path.name)
-    return _Raw(frame, path.name, path.name, path.stem, warnings=warnings)
+    return _Raw.of(parse_csv(path.read_bytes(), path.name), path.name, path.name, path.stem)
 
 
 def _short(url: str, limit: int = 80) -> str:
@@ -263,7 +275,7 @@ def match_column(wanted: str, columns: Sequence[str]) -> str | None:
     key = wanted.strip()
     if key in columns:
         return key
-    for normalise in (_loose, _looser):
+    for normalise in (column_key, _looser):
         hits = [c for c in columns if normalise(c) == normalise(key)]
         if len(hits) == 1:
             return hits[0]
@@ -273,10 +285,6 @@ def match_column(wanted: str, columns: Sequence[str]) -> str | None:
                 f"({quote_list(hits)}); give the exact column name."
             )
     return None
-
-
-def _loose(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 def _looser(name: str) -> str:

@@ -5,6 +5,7 @@ Nobody is told an app is live before it has answered a prediction for rows it ne
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pipeline.sandbox.base import Sandbox
 from pipeline.stages.train import last_error_line, log_tail
 
 POLL_SECONDS = 0.25
+SHOWN_HEADERS = 8  # of the held-out rows' keys, when the app refuses them
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ def verify_predictions(
     rows: list[dict[str, Any]],
     targets: list[Any],
 ) -> Verification:
+    """Post the held-out rows as a user would and check the answers.
+
+    `rows` are keyed by the CSV's own headers (untrimmed, original case), as users send
+    them, so an app that only knows the trimmed names in schema.json fails here.
+    """
     if not rows:
         raise DeployError("there are no held-out rows to verify the app with")
     try:
@@ -100,9 +107,12 @@ def verify_predictions(
     except httpx.HTTPError as error:
         raise DeployError(f"the app did not answer a prediction request ({error})") from error
     if response.status_code != 200:
+        keys = list(rows[0])
+        headers = ", ".join(json.dumps(key) for key in keys[:SHOWN_HEADERS])
+        headers += ", …" if len(keys) > SHOWN_HEADERS else ""
         raise DeployError(
             f"the app answered a valid prediction request with HTTP {response.status_code}: "
-            f"{response.text[:300]}"
+            f"{_error_text(response)} (the rows were keyed by the CSV's own headers: {headers})"
         )
     try:
         predictions = response.json()["predictions"]
@@ -114,6 +124,15 @@ def verify_predictions(
         _check_prediction(value, task, classes)
     correct = sum(_same(p, t, task) for p, t in zip(predictions, targets, strict=False))
     return Verification(rows=len(rows), correct=correct, predictions=predictions)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The app's own words: the "error" of a contract-shaped answer, else the body's start."""
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = None
+    return (error if isinstance(error, str) else response.text)[:300]
 
 
 def _check_prediction(value: Any, task: TaskType, classes: list[Any]) -> None:

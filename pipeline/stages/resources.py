@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 
 from pipeline.codegen.base import Resource
 from pipeline.errors import PipelineError
+from pipeline.limits import MAX_RESOURCES
 from pipeline.netguard import FetchedResponse, UrlGuard
 from pipeline.stages.tabular import looks_like_html
 
 logger = logging.getLogger(__name__)
 
-MAX_RESOURCES = 5
 MAX_BYTES = 2_000_000
 MAX_CHARS = 20_000
 TIMEOUT = 10.0

@@ -7,6 +7,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.codegen.base import ColumnInfo
+from pipeline.codegen.contract import column_key
 from pipeline.errors import DatasetError
 
 DELIMITERS = (",", ";", "\t")
@@ -23,7 +25,15 @@ ID_MIN_ROWS = 20  # fewer rows than this are too few to call a column an id
 # -- CSV ------------------------------------------------------------------------------
 
 
-def parse_csv(data: bytes, label: str) -> tuple[pd.DataFrame, list[str]]:
+@dataclass
+class ParsedCsv:
+    frame: pd.DataFrame  # headers trimmed
+    warnings: list[str] = field(default_factory=list)
+    # frame column -> its header as the file wrote it: users send rows keyed that way
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_csv(data: bytes, label: str) -> ParsedCsv:
     """Bytes of a delimited text file -> a frame with clean headers, plus warnings."""
     text = _decode(data, label)
     if not text.strip():
@@ -41,12 +51,7 @@ def parse_csv(data: bytes, label: str) -> tuple[pd.DataFrame, list[str]]:
             f"{label} has a single column ({names[0]!r}); TrainBot needs a target column "
             "and at least one feature column, separated by commas, semicolons or tabs."
         )
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DatasetError(
-            f"{label} has more than one column named {quote_list(duplicates)}; "
-            "rename the columns so each name is used once."
-        )
+    _refuse_twins(names, label)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -80,7 +85,25 @@ def parse_csv(data: bytes, label: str) -> tuple[pd.DataFrame, list[str]]:
         warnings.append(f"Ignored {len(unnamed_empty)} empty column(s) without a name.")
     if frame.empty:
         raise DatasetError(f"{label} has a header but no data rows.")
-    return _tidy_strings(frame), warnings
+    headers = {n: h for n, h in zip(names, header, strict=True) if h.strip() and n in frame}
+    return ParsedCsv(_tidy_strings(frame), warnings, headers)
+
+
+def _refuse_twins(names: list[str], label: str) -> None:
+    """Headers the live app could not tell apart, since it matches rows by `column_key`."""
+    by_key: dict[str, list[str]] = {}
+    for name in names:
+        by_key.setdefault(column_key(name), []).append(name)
+    twins = [sorted(set(group)) for group in by_key.values() if len(group) > 1]
+    if not twins:
+        return
+    named = ", ".join(" / ".join(repr(n) for n in group) for group in twins[:5])
+    differ = any(len(group) > 1 for group in twins)
+    raise DatasetError(
+        f"{label} has more than one column named {named}"
+        + (" (names that differ only in case or spaces count as the same)" if differ else "")
+        + "; rename the columns so each name is used once."
+    )
 
 
 def _decode(data: bytes, label: str) -> str:

@@ -20,9 +20,8 @@ from pipeline.codegen.contract import (
     TRAIN_SCRIPT,
 )
 from pipeline.errors import JobCancelled, TrainingError
+from pipeline.limits import FAILURE_LOG_LINES
 from pipeline.sandbox.base import CommandResult, Sandbox
-
-TAIL_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ def upload_job_files(
     for name, source in code.files.items():
         sandbox.write_file(name, source)
     sandbox.write_file(TASK_FILE, json.dumps(spec.to_json_dict(), default=str, indent=2))
-    sandbox.write_file(DATA_FILE, data_path.read_bytes())
+    # Streamed from disk: a data set of many MB would outlast an in-memory request's deadline.
+    sandbox.write_file_from(DATA_FILE, data_path)
 
 
 def install_requirements(sandbox: Sandbox, requirements: list[str], *, timeout: float) -> None:
@@ -85,7 +85,7 @@ def run_training(
     return TrainingOutcome(metrics=metrics, schema=schema, artifacts=artifacts)
 
 
-def log_tail(result: CommandResult, lines: int = TAIL_LINES) -> str:
+def log_tail(result: CommandResult, lines: int = FAILURE_LOG_LINES) -> str:
     text = result.stderr.strip() or result.stdout.strip()
     return "\n".join(text.splitlines()[-lines:])
 
@@ -124,13 +124,12 @@ def _collect(sandbox: Sandbox, artifacts_dir: Path) -> dict[str, str]:
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     collected: dict[str, str] = {}
     for name in (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE, TRAIN_SCRIPT, "app.py"):
+        path = artifacts_dir / name
         try:
-            data = sandbox.read_file(name)
+            sandbox.read_file_to(name, path)  # streamed to disk: a model may be large
         except FileNotFoundError:
             if name == MODEL_FILE:
                 raise TrainingError(f"the training script did not write {MODEL_FILE}") from None
             continue
-        path = artifacts_dir / name
-        path.write_bytes(data)
         collected[name] = str(path)
     return collected

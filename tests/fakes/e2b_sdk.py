@@ -4,19 +4,34 @@
     provider = E2BSandboxProvider(api_key="e2b_test", sandbox_class=sdk, url_scheme="http", ...)
 
 Each sandbox is a directory under `root`; sandbox paths map into it (/home/user/job ->
-<root>/<id>/home/user/job). Commands really run: `bash -c <cmd>` with the local Python first on
-PATH, an environment of only the sandbox's `envs`, the command's `envs` and a few basics (as
-in the VM, nothing of this process's), each in its own process group. Background commands
-keep running until killed. Like the SDK, `commands.run` ends a command whose `timeout`
-(default 60 s; 0 = none) passes with `TimeoutException`, and a non-zero exit raises
-`CommandExitException`. `get_host(port)` answers "127.0.0.1:<port>", as the SDK's debug mode
+<root>/<id>/home/user/job). Commands really run (see `tests/fakes/e2b_commands.py`, which also
+says how they are signalled): `bash -c <cmd>` with the local Python first on PATH, an
+environment of only the sandbox's `envs`, the command's `envs` and a few basics (as in the VM,
+nothing of this process's). `get_host(port)` answers "127.0.0.1:<port>", as the SDK's debug mode
 answers "localhost:<port>": the app is reached over plain http.
 
+Lifetime, as the E2B API keeps it (github.com/e2b-dev/infra: packages/api/internal/handlers/
+timeout_helper.go, orchestrator/keep_alive.go, sandbox/store.go; https://e2b.dev/docs/sandbox):
+a plan caps a sandbox's life counted from its start (`plan_max_lifetime`: 1 hour on Hobby, 24 on
+Pro). `create(timeout=)` past the cap is refused (400); `set_timeout` sets the end to
+`now + timeout` but silently clamps it to `start + cap`, may shorten it, and is refused (400)
+once the cap has passed; `get_info().end_at` tells the real end; at its end the sandbox is gone.
+
+Files, as the SDK sends them (.venv/.../e2b/sandbox_sync/filesystem/filesystem.py): a `str` or
+`bytes` body, and a `format="bytes"`/`"text"` read, are one in-memory request bounded by the
+request timeout as a whole-request deadline (`REQUEST_TIMEOUT`, 60 s, e2b/connection_config.py;
+`request_timeout=0` lifts it), which raises `httpx.ReadTimeout` (pyqwest/httpx/_transport.py
+`map_timeout_error`). A file-like or iterable body, and a `format="stream"` read, are streamed
+with no total deadline. Set `bytes_per_second` (and a test-scaled `default_request_timeout`) to
+make transfers take time.
+
 Failure knobs on the class (an exception, or a list consumed one per call):
-`fail_create_with`, `fail_write_with` (files.write and files.make_dir), `fail_kill_with`.
+`fail_create_with`, `fail_write_with` (files.write and files.make_dir), `fail_kill_with`,
+`fail_run_with` (a command's start), `fail_stream_with` (raised into a command's output stream
+after its first chunk: `dropped_connection()`, or `EndWithoutEndEvent()`).
 Records: `create_calls` (every create's arguments), `created`, `kill_calls`, `killed_ids`;
 per sandbox `set_timeout_calls`, `network_updates`, `runs` (each commands.run's arguments and
-whether internet access was open), `internet`.
+whether internet access was open), `internet`, `started_at` (tests may move it back).
 
 The real SDK's exception classes are raised: AuthenticationException without an api_key,
 FileNotFoundException for a missing file, SandboxNotRunningException once a sandbox is killed
@@ -30,30 +45,44 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from queue import SimpleQueue
 from typing import IO, Any, ClassVar
 
+import httpx
 from e2b import (
     AuthenticationException,
-    CommandExitException,
-    CommandResult,
     FileNotFoundException,
     FileType,
     SandboxException,
+    SandboxInfo,
     SandboxNotFoundException,
     SandboxNotRunningException,
-    TimeoutException,
+    SandboxState,
     WriteInfo,
 )
+from e2b.api import api_exception_from_code
+from e2b.connection_config import REQUEST_TIMEOUT, ConnectionConfig
+from e2b.sandbox.filesystem.filesystem import FileStreamReader
+from e2b.sandbox.main import SandboxBase
 from e2b.sandbox.utils import class_method_variant
 
+from tests.fakes.e2b_commands import (
+    EndWithoutEndEvent,
+    FakeCommandHandle,
+    FakeCommands,
+    dropped_connection,
+)
+
+__all__ = ["EndWithoutEndEvent", "FakeCommandHandle", "FakeE2BSandbox", "dropped_connection"]
+
 Failure = BaseException | list[BaseException] | None
-_EOF = ""
+HOBBY = 3600  # seconds: the Hobby plan's cap (Pro: 86_400), the SDK's set_timeout docstring
+_CHUNK = 64 * 1024  # httpx reads a file-like body in chunks of this size
 
 
 def _take(knob: Failure) -> BaseException | None:
@@ -62,99 +91,22 @@ def _take(knob: Failure) -> BaseException | None:
     return knob
 
 
-class FakeCommandHandle:
-    """Like e2b's CommandHandle: `pid`, `wait(on_stdout=, on_stderr=)`, `kill()`."""
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(
-        self,
-        sandbox: FakeE2BSandbox,
-        proc: subprocess.Popen[bytes],
-        timeout: float | None,
-        retain_output: bool,
-    ) -> None:
-        self._sandbox = sandbox
-        self._proc = proc
-        self._retain = retain_output
-        self._chunks: SimpleQueue[tuple[str, str]] = SimpleQueue()
-        self._kept: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._open = 2
-        self.expired = False
-        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-            threading.Thread(target=self._read, args=(name, pipe), daemon=True).start()
-        self._timer: threading.Timer | None = None
-        if timeout:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
+class _FileStream(httpx.SyncByteStream):
+    """A download body read from disk chunk by chunk, at the fake's transfer rate."""
 
-    def _read(self, name: str, pipe: IO[bytes] | None) -> None:
-        assert pipe is not None
-        decoder_buffer = b""
-        while chunk := os.read(pipe.fileno(), 4096):
-            data = decoder_buffer + chunk
-            try:
-                text, decoder_buffer = data.decode("utf-8"), b""
-            except UnicodeDecodeError as error:  # a split character waits for its rest
-                text, decoder_buffer = data[: error.start].decode("utf-8"), data[error.start :]
-            if text:
-                self._chunks.put((name, text))
-        pipe.close()
-        self._chunks.put((name, _EOF))
+    def __init__(self, path: Path, pace: Callable[[int], None]) -> None:
+        self._path = path
+        self._pace = pace
 
-    def _expire(self) -> None:
-        self.expired = True
-        self.kill()
-
-    def wait(
-        self,
-        on_pty: Callable[[bytes], None] | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-    ) -> CommandResult[Any]:
-        callbacks = {"stdout": on_stdout, "stderr": on_stderr}
-        while self._open:
-            name, text = self._chunks.get()
-            if text == _EOF:
-                self._open -= 1
-                continue
-            if self._retain:
-                self._kept[name].append(text)
-            callback = callbacks[name]
-            if callback is not None:
-                callback(text)
-        code = self._proc.wait()
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._sandbox.killed:
-            raise SandboxNotRunningException("The sandbox was killed or reached its timeout.")
-        if self.expired:
-            raise TimeoutException(
-                "context deadline exceeded: This error is likely due to exceeding 'timeout'"
-            )
-        stdout = "".join(self._kept["stdout"]) if self._retain else None
-        stderr = "".join(self._kept["stderr"]) if self._retain else None
-        if code == 0:
-            return CommandResult[Any](stderr=stderr, stdout=stdout, exit_code=0, error=None)
-        if code < 0:  # envd reports a signal as -1 and names it
-            error = f"signal: {(signal.strsignal(-code) or str(-code)).lower()}"  # as Go says it
-            code = -1
-        else:
-            error = f"exit status {code}"
-        raise CommandExitException(stderr=stderr, stdout=stdout, exit_code=code, error=error)
-
-    def kill(self) -> bool:
-        if self._proc.poll() is not None:
-            return False
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        return True
-
-    def disconnect(self) -> None:
-        pass
+    def __iter__(self) -> Iterator[bytes]:
+        with self._path.open("rb") as file:
+            while chunk := file.read(_CHUNK):
+                self._pace(len(chunk))
+                yield chunk
 
 
 class _FakeFiles:
@@ -164,7 +116,7 @@ class _FakeFiles:
     def write(
         self,
         path: str,
-        data: str | bytes | IO[Any],
+        data: str | bytes | IO[Any] | Iterable[bytes],
         user: str | None = None,
         request_timeout: float | None = None,
         gzip: bool = False,
@@ -176,8 +128,15 @@ class _FakeFiles:
         box.check_write()
         target = box.host_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        payload = data if isinstance(data, str | bytes) else data.read()
-        target.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+        if isinstance(data, str | bytes):
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            box.transfer(len(payload), box.deadline(request_timeout))
+            target.write_bytes(payload)
+        else:  # streamed: no client-side deadline, however long it takes
+            with target.open("wb") as out:
+                for chunk in _chunks(data):
+                    box.transfer(len(chunk), None)
+                    out.write(chunk)
         return WriteInfo(name=target.name, type=FileType.FILE, path=path, metadata=metadata)
 
     def read(
@@ -188,12 +147,24 @@ class _FakeFiles:
         request_timeout: float | None = None,
         gzip: bool = False,
         stream_idle_timeout: float | None = None,
-    ) -> str | bytearray:
-        self._sandbox.check_running()
-        target = self._sandbox.host_path(path)
+    ) -> str | bytearray | FileStreamReader:
+        box = self._sandbox
+        box.check_running()
+        target = box.host_path(path)
         if not target.is_file():
             raise FileNotFoundException(f"path '{path}' does not exist")
+        if format == "stream":  # the total deadline only when one is set explicitly
+            deadline = ConnectionConfig._get_request_timeout(None, request_timeout)
+            started = time.monotonic()
+
+            def pace(size: int) -> None:
+                left = None if deadline is None else deadline - (time.monotonic() - started)
+                box.transfer(size, left)
+
+            body = _FileStream(target, pace)
+            return FileStreamReader(httpx.Response(200, stream=body))
         data = target.read_bytes()
+        box.transfer(len(data), box.deadline(request_timeout))
         return bytearray(data) if format == "bytes" else data.decode("utf-8")
 
     def make_dir(
@@ -209,71 +180,25 @@ class _FakeFiles:
         return True
 
 
-class _FakeCommands:
-    def __init__(self, sandbox: FakeE2BSandbox) -> None:
-        self._sandbox = sandbox
-        self._handles: dict[int, FakeCommandHandle] = {}
-
-    def run(
-        self,
-        cmd: str,
-        background: bool | None = None,
-        envs: dict[str, str] | None = None,
-        user: str | None = None,
-        cwd: str | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        stdin: bool | None = None,
-        timeout: float | None = 60,
-        request_timeout: float | None = None,
-        *,
-        retain_output: bool = True,
-    ) -> Any:
-        box = self._sandbox
-        box.runs.append(
-            {
-                "cmd": cmd,
-                "background": background,
-                "envs": dict(envs or {}),
-                "cwd": cwd,
-                "timeout": timeout,
-                "retain_output": retain_output,
-                "internet": box.internet,
-            }
-        )
-        box.check_running()
-        workdir = box.host_path(cwd or "/home/user")
-        if not workdir.is_dir():
-            raise SandboxException(f"cwd '{cwd}' does not exist")
-        proc = subprocess.Popen(
-            ["/bin/bash", "-c", cmd],
-            cwd=workdir,
-            env={**box.base_env(), **box.envs, **(envs or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        handle = FakeCommandHandle(box, proc, timeout, retain_output)
-        self._handles[handle.pid] = handle
-        if background:
-            return handle
-        return handle.wait(on_stdout=on_stdout, on_stderr=on_stderr)
-
-    def kill(self, pid: int, request_timeout: float | None = None) -> bool:
-        handle = self._handles.get(pid)
-        return handle is not None and handle.kill()
-
-    def kill_all(self) -> None:
-        for handle in self._handles.values():
-            handle.kill()
+def _chunks(data: IO[Any] | Iterable[bytes]) -> Iterator[bytes]:
+    read = getattr(data, "read", None)
+    if read is None:
+        yield from data  # type: ignore[misc]
+        return
+    while chunk := read(_CHUNK):
+        yield chunk.encode("utf-8") if isinstance(chunk, str) else chunk
 
 
 class FakeE2BSandbox:
     root: ClassVar[Path]
+    plan_max_lifetime: ClassVar[int] = HOBBY
+    default_request_timeout: ClassVar[float] = REQUEST_TIMEOUT
+    bytes_per_second: ClassVar[float | None] = None  # None: transfers take no time
     fail_create_with: ClassVar[Failure] = None
     fail_write_with: ClassVar[Failure] = None
     fail_kill_with: ClassVar[Failure] = None
+    fail_run_with: ClassVar[Failure] = None
+    fail_stream_with: ClassVar[Failure] = None
     create_calls: ClassVar[list[dict[str, Any]]] = []
     created: ClassVar[list[FakeE2BSandbox]] = []
     kill_calls: ClassVar[list[dict[str, Any]]] = []
@@ -281,18 +206,21 @@ class FakeE2BSandbox:
     live: ClassVar[dict[str, FakeE2BSandbox]] = {}
 
     @classmethod
-    def fresh(cls, root: Path) -> type[FakeE2BSandbox]:
+    def fresh(cls, root: Path, **knobs: Any) -> type[FakeE2BSandbox]:
         """A subclass with its own state, its sandboxes under `root`."""
         state: dict[str, Any] = {
             "root": root,
             "fail_create_with": None,
             "fail_write_with": None,
             "fail_kill_with": None,
+            "fail_run_with": None,
+            "fail_stream_with": None,
             "create_calls": [],
             "created": [],
             "kill_calls": [],
             "killed_ids": [],
             "live": {},
+            **knobs,
         }
         return type("FakeE2B", (cls,), state)
 
@@ -305,20 +233,24 @@ class FakeE2BSandbox:
     def __init__(self, sandbox_id: str, **created_with: Any) -> None:
         self.sandbox_id = sandbox_id
         self.template: str = created_with["template"]
-        self.timeout: int | None = created_with["timeout"]
+        self.timeout: int = created_with["timeout"]
         self.metadata: dict[str, str] = dict(created_with["metadata"] or {})
         self.envs: dict[str, str] = dict(created_with["envs"] or {})
         self.internet: bool = created_with["allow_internet_access"] is not False
         self.api_key: str = created_with["api_key"]
         self.directory = self.root / sandbox_id
         self.killed = False
+        self.started_at = _now()
+        self.end_at = self.started_at + timedelta(seconds=self.timeout)
         self.set_timeout_calls: list[int] = []
         self.network_updates: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
         self.files = _FakeFiles(self)
-        self.commands = _FakeCommands(self)
+        self.commands = FakeCommands(self)
+        self._end_timer: threading.Timer | None = None
         for folder in ("home/user", "tmp"):
             (self.directory / folder).mkdir(parents=True)
+        self._arm_end()
 
     @classmethod
     def create(
@@ -353,7 +285,13 @@ class FakeE2BSandbox:
             raise failure
         if not opts.get("api_key"):  # the fake never falls back to E2B_API_KEY
             raise AuthenticationException("API key is required")
-        sandbox = cls(f"fake{secrets.token_hex(6)}", **call)
+        lifetime = SandboxBase.default_sandbox_timeout if timeout is None else timeout
+        if lifetime <= 0:  # timeout_helper.go validateAndParseTimeout
+            raise api_exception_from_code(400, "Timeout must be greater than 0")
+        if lifetime > cls.plan_max_lifetime:
+            hours = cls.plan_max_lifetime // 3600
+            raise api_exception_from_code(400, f"Timeout cannot be greater than {hours} hours")
+        sandbox = cls(f"fake{secrets.token_hex(6)}", **{**call, "timeout": lifetime})
         cls.created.append(sandbox)
         cls.live[sandbox.sandbox_id] = sandbox
         return sandbox
@@ -364,13 +302,36 @@ class FakeE2BSandbox:
         return f"127.0.0.1:{port}"
 
     def set_timeout(self, timeout: int, **opts: Any) -> None:
-        if self.killed:
-            raise SandboxNotFoundException(f"Sandbox {self.sandbox_id} not found")
+        """keep_alive.go KeepAliveFor: `now + min(timeout, cap left)`; shorter is allowed."""
+        self._check_known()
         self.set_timeout_calls.append(timeout)
+        now = _now()
+        cap = timedelta(seconds=type(self).plan_max_lifetime)
+        if now - self.started_at > cap:
+            raise api_exception_from_code(400, "Max instance length exceeded")
+        left = cap - (now - self.started_at)
+        self.end_at = now + min(left, timedelta(seconds=max(0, timeout)))
+        self._arm_end()
+
+    def get_info(self, **opts: Any) -> SandboxInfo:
+        self._check_known()
+        return SandboxInfo(
+            sandbox_id=self.sandbox_id,
+            sandbox_domain=None,
+            template_id=self.template,
+            name=self.template,
+            metadata=dict(self.metadata),
+            started_at=self.started_at,
+            end_at=self.end_at,
+            state=SandboxState.RUNNING,
+            cpu_count=2,
+            memory_mb=1024,
+            envd_version="0.6.8",
+            allow_internet_access=self.internet,
+        )
 
     def update_network(self, network: dict[str, Any], **opts: Any) -> None:
-        if self.killed:
-            raise SandboxNotFoundException(f"Sandbox {self.sandbox_id} not found")
+        self._check_known()
         self.network_updates.append(dict(network))
         self.internet = network.get("allow_internet_access", True) is not False
 
@@ -407,22 +368,82 @@ class FakeE2BSandbox:
             "LANG": "C.UTF-8",
             "TMPDIR": str(self.host_path("/tmp")),
             "E2B_SANDBOX": "true",
-            "E2B_SANDBOX_ID": self.sandbox_id,
+            "E2B_SANDBOX_ID": self.sandbox_id,  # also how `_destroy` finds the VM's processes
         }
 
     def check_running(self) -> None:
         if self.killed:
             raise SandboxNotRunningException("The sandbox was killed or reached its timeout.")
 
+    def healthy(self) -> bool:
+        """envd's health probe, as `check_sandbox_health` reads it."""
+        return not self.killed
+
     def check_write(self) -> None:
-        failure = _take(type(self).fail_write_with)
+        failure = self.take("fail_write_with")
         if failure is not None:
             raise failure
+
+    def take(self, knob: str) -> BaseException | None:
+        return _take(getattr(type(self), knob))
+
+    def deadline(self, request_timeout: float | None) -> float | None:
+        """The whole-request deadline of an in-memory request (connection_config.py)."""
+        return ConnectionConfig._get_request_timeout(
+            type(self).default_request_timeout, request_timeout
+        )
+
+    def transfer(self, size: int, deadline: float | None) -> None:
+        """Spend the time `size` bytes take; past `deadline`, fail as the SDK's transport does."""
+        rate = type(self).bytes_per_second
+        if rate is None:
+            return
+        seconds = size / rate
+        if deadline is not None and seconds > deadline:
+            time.sleep(max(0.0, deadline))
+            raise httpx.ReadTimeout("timed out")
+        time.sleep(seconds)
+
+    def _check_known(self) -> None:
+        if self.killed:
+            raise SandboxNotFoundException(f"Sandbox {self.sandbox_id} not found")
+
+    def _arm_end(self) -> None:
+        """E2B ends a sandbox at its end time."""
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        delay = max(0.0, (self.end_at - _now()).total_seconds())
+        self._end_timer = threading.Timer(delay, self._destroy)
+        self._end_timer.daemon = True
+        self._end_timer.start()
 
     def _destroy(self) -> None:
         if self.killed:
             return
         self.killed = True
+        if self._end_timer is not None:
+            self._end_timer.cancel()
         type(self).live.pop(self.sandbox_id, None)
         self.commands.kill_all()
+        self._kill_every_process()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _kill_every_process(self) -> None:
+        """The VM goes, and every process in it: children that left their group too."""
+        marker = f"E2B_SANDBOX_ID={self.sandbox_id}".encode()
+        for _ in range(3):  # a process may fork while the first pass runs
+            found = False
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    environ = (entry / "environ").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if marker in environ:
+                    found = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(entry.name), signal.SIGKILL)
+            if not found:
+                return
+            time.sleep(0.05)

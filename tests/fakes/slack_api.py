@@ -8,8 +8,11 @@
 
 It refuses what Slack refuses: a missing or wrong token, blocks and views over Block Kit's
 limits, malformed metadata, and more than one message a second into a channel (HTTP 429 with
-Retry-After). File uploads (files_upload_v2) and private file downloads go through the same
-server; those two non-API requests are recorded in `calls` as the pseudo-methods UPLOAD and
+Retry-After), a method the token lacks the scope for (`scopes`, missing_scope), and channels
+the bot may not use: it posts in a public channel without being a member only with
+chat:write.public, never in a private one it was not invited to, and shares files only where it is
+a member (join a public channel with conversations.join; `add_channel` sets up the others).
+File uploads (files_upload_v2) and private file downloads go through the same server; those two non-API requests are recorded in `calls` as the pseudo-methods UPLOAD and
 DOWNLOAD. apps.connections.open takes the app-level token (`app_token`, as a Bearer header
 only) and answers with a URL from `socket_mode` (tests.fakes.slack_socket.FakeSocketMode.new_url).
 All state is guarded by one lock, so handlers on the server's threads never race.
@@ -57,6 +60,30 @@ CHANNEL_MESSAGE_METHODS = frozenset(
 )
 T = TypeVar("T")
 
+# The bot-token scopes each method takes (the "Scopes" of each method's page under
+# docs.slack.dev/reference/methods/); any one of a set is enough. Views, auth.test and
+# chat.getPermalink need none.
+METHOD_SCOPES: dict[str, frozenset[str]] = {
+    "chat.postMessage": frozenset({"chat:write"}),
+    "chat.update": frozenset({"chat:write"}),
+    "chat.postEphemeral": frozenset({"chat:write"}),
+    "conversations.join": frozenset({"channels:join"}),
+    "conversations.info": frozenset({"channels:read", "groups:read", "im:read", "mpim:read"}),
+    "users.info": frozenset({"users:read"}),
+    "files.info": frozenset({"files:read"}),
+    "files.getUploadURLExternal": frozenset({"files:write"}),
+    "files.completeUploadExternal": frozenset({"files:write"}),
+}
+# docs.slack.dev/reference/scopes/chat.write.public: "Send messages to channels your Slack app
+# isn't a member of" (public channels only; it needs chat:write as well).
+PUBLIC_POSTING_SCOPE = "chat:write.public"
+ALL_SCOPES = frozenset(
+    {PUBLIC_POSTING_SCOPE, "commands", "im:write"}.union(*METHOD_SCOPES.values())
+)
+# Conversation ids by kind: C a channel (public unless `add_channel` says private), G an older
+# private channel, D a direct message; a user id (U, W) as `channel` is the DM with that user.
+DIRECT_MESSAGE_PREFIXES = ("D", "U", "W")
+
 
 @dataclass(frozen=True)
 class Call:
@@ -78,6 +105,15 @@ class Rejection:
 
 
 @dataclass
+class Conversation:
+    id: str
+    private: bool
+    im: bool
+    archived: bool = False
+    bot_member: bool = False
+
+
+@dataclass
 class _Reply:
     status: int = 200
     body: bytes = b""
@@ -96,6 +132,7 @@ class FakeSlack(LoopbackService):
         token: str = "xoxb-test-token",
         app_token: str = "xapp-1-A0001-test-token",
         socket_mode: Callable[[], str] | None = None,
+        scopes: Iterable[str] | None = None,
         per_channel_interval: float = 1.0,
         retry_after: int = 1,
         trigger_ids: Iterable[str] | None = None,
@@ -107,6 +144,8 @@ class FakeSlack(LoopbackService):
         self.token, self.app_token = token, app_token
         # Issues a Socket Mode websocket URL; None: the app has Socket Mode turned off.
         self.socket_mode = socket_mode
+        # The bot token's scopes, as installed; None: every scope the fake knows.
+        self.scopes = ALL_SCOPES if scopes is None else frozenset(scopes)
         self.per_channel_interval = per_channel_interval
         self.retry_after = retry_after
         # None: any non-empty trigger_id opens a view once; a set: only those do.
@@ -129,7 +168,7 @@ class FakeSlack(LoopbackService):
         self._contents: dict[str, bytes] = {}
         self._pending_uploads: dict[str, dict[str, Any]] = {}
         self._users: dict[str, dict[str, Any]] = {}
-        self._joined: set[str] = set()
+        self._conversations: dict[str, Conversation] = {}
         self._used_triggers: set[str] = set()
         self._last_message_at: dict[str, float] = {}
         self._failures: dict[str, deque[str]] = {}
@@ -210,6 +249,30 @@ class FakeSlack(LoopbackService):
         with self._lock:
             return self._register_file(file_id, name, content, filetype=filetype, title=name)
 
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        private: bool = False,
+        archived: bool = False,
+        member: bool = False,
+    ) -> None:
+        """A channel as Slack holds it; unknown C ids are public channels the bot is not in."""
+        with self._lock:
+            self._conversations[channel_id] = Conversation(
+                channel_id, private=private, im=False, archived=archived, bot_member=member
+            )
+
+    def remove_bot(self, channel_id: str) -> None:
+        """Someone removed the bot from the channel (as /kick would)."""
+        with self._lock:
+            self._conversation(channel_id).bot_member = False
+
+    def is_member(self, channel_id: str) -> bool:
+        with self._lock:
+            conversation = self._conversation(channel_id)
+            return conversation.im or conversation.bot_member
+
     def add_user(self, user_id: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
             self._users[user_id] = fields
@@ -273,6 +336,18 @@ class FakeSlack(LoopbackService):
             auth_error = self._auth_error(headers.get("authorization"), form_token)
         if auth_error:
             return _json_reply({"ok": False, "error": auth_error})
+        needed = METHOD_SCOPES.get(method)
+        if needed and not needed & self.scopes:
+            # docs.slack.dev/reference/methods/*: "missing_scope: The token used is not granted
+            # the specific scope permissions required"; the answer names needed and provided.
+            return _json_reply(
+                {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": ",".join(sorted(needed)),
+                    "provided": ",".join(sorted(self.scopes)),
+                }
+            )
         if self._forced_429.get(method):
             self._forced_429[method] -= 1
             return self._ratelimited()
@@ -328,12 +403,14 @@ class FakeSlack(LoopbackService):
 
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", "channel_not_found")
+        self._check_can_post(channel)
         content = message_content(params, update=False)
         message = self._new_message(channel, params.get("thread_ts"), **content)
         return {"channel": channel, "ts": message["ts"], "message": copy.deepcopy(message)}
 
     def _update_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", "channel_not_found")
+        self._check_can_post(channel)
         message = self._find_message(channel, str(params.get("ts", "")))
         if message is None:
             raise SlackError("message_not_found")
@@ -447,14 +524,72 @@ class FakeSlack(LoopbackService):
 
     # -- conversations and users -------------------------------------------------------------
 
+    def _conversation(self, channel_id: str) -> Conversation:
+        found = self._conversations.get(channel_id)
+        if found is None:
+            im = channel_id.startswith(DIRECT_MESSAGE_PREFIXES)
+            private = channel_id.startswith("G")
+            found = Conversation(channel_id, private=private, im=im, bot_member=im)
+            self._conversations[channel_id] = found
+        return found
+
+    def _check_can_post(self, channel_id: str) -> None:
+        """chat.postMessage / chat.update: the errors of docs.slack.dev/reference/methods/
+        chat.postMessage. A private channel the bot is not in does not exist for it."""
+        conversation = self._conversation(channel_id)
+        if conversation.private and not conversation.bot_member:
+            raise SlackError("channel_not_found")
+        if conversation.archived:
+            raise SlackError("is_archived")
+        if not conversation.im and not conversation.bot_member:
+            if PUBLIC_POSTING_SCOPE not in self.scopes:
+                raise SlackError("not_in_channel")
+
+    def _check_can_share(self, channel_id: str) -> None:
+        """files.completeUploadExternal (docs.slack.dev/reference/methods/
+        files.completeUploadExternal): "not_in_channel: User/bot membership is required for the
+        specified channel". chat:write.public does not cover file shares."""
+        conversation = self._conversation(channel_id)
+        if conversation.private and not conversation.bot_member:
+            raise SlackError("channel_not_found")
+        if conversation.archived:
+            raise SlackError("is_archived")
+        if not conversation.im and not conversation.bot_member:
+            raise SlackError("not_in_channel")
+
     def _join(self, params: dict[str, Any]) -> dict[str, Any]:
+        """docs.slack.dev/reference/methods/conversations.join: a bot joins public channels
+        only; private channels and DMs answer method_not_supported_for_channel_type (as Slack
+        does for a private channel, e.g. github.com/argoproj/argo-events/issues/1077), and an
+        already-joined channel answers ok with the warning already_in_channel."""
         channel = required(params, "channel", "channel_not_found")
-        self._joined.add(channel)
-        return {"channel": channel_object(channel, is_member=True)}
+        conversation = self._conversation(channel)
+        if conversation.im or conversation.private:
+            raise SlackError("method_not_supported_for_channel_type")
+        if conversation.archived:
+            raise SlackError("is_archived")
+        already = conversation.bot_member
+        conversation.bot_member = True
+        answer: dict[str, Any] = {"channel": self._channel_object(conversation)}
+        if already:
+            warnings = ["already_in_channel"]
+            answer |= {"warning": warnings[0], "response_metadata": {"warnings": warnings}}
+        return answer
 
     def _conversation_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = required(params, "channel", "channel_not_found")
-        return {"channel": channel_object(channel, is_member=channel in self._joined)}
+        conversation = self._conversation(required(params, "channel", "channel_not_found"))
+        if conversation.private and not conversation.bot_member:
+            raise SlackError("channel_not_found")
+        return {"channel": self._channel_object(conversation)}
+
+    def _channel_object(self, conversation: Conversation) -> dict[str, Any]:
+        return channel_object(
+            conversation.id,
+            is_member=conversation.im or conversation.bot_member,
+            is_private=conversation.private,
+            is_im=conversation.im,
+            is_archived=conversation.archived,
+        )
 
     def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"user": self._user_object(required(params, "user", "user_not_found"))}
@@ -498,6 +633,9 @@ class FakeSlack(LoopbackService):
         thread_ts = params.get("thread_ts")
         if thread_ts and not channel:
             raise SlackError("invalid_arguments", ["thread_ts needs channel_id"])
+        shares = params.get("channel_id") or str(params.get("channels") or "")
+        for share in filter(None, str(shares).split(",")):
+            self._check_can_share(share.strip())
         ids = [str(entry.get("id")) if isinstance(entry, dict) else "" for entry in entries]
         pending = [self._pending_uploads.get(file_id) for file_id in ids]
         if any(p is None or p["content"] is None for p in pending):

@@ -68,15 +68,17 @@ def auth_test_answer(*, team_id: str, user_id: str, bot_id: str) -> dict[str, An
     }
 
 
-def channel_object(channel: str, *, is_member: bool) -> dict[str, Any]:
+def channel_object(
+    channel: str, *, is_member: bool, is_private: bool, is_im: bool, is_archived: bool
+) -> dict[str, Any]:
     return {
         "id": channel,
         "name": channel.lower(),
-        "is_channel": channel.startswith("C"),
+        "is_channel": not is_im,
         "is_group": channel.startswith("G"),
-        "is_im": channel.startswith("D"),
-        "is_private": not channel.startswith("C"),
-        "is_archived": False,
+        "is_im": is_im,
+        "is_private": is_private or is_im,
+        "is_archived": is_archived,
         "is_member": is_member,
     }
 

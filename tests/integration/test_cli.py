@@ -252,3 +252,22 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, cli_env: dict
         finally:
             if server.poll() is None:
                 server.kill()
+
+
+@pytest.mark.parametrize(
+    ("link", "reason"),
+    [
+        ("http://xn--zz/x.csv", "xn--zz is not a valid internationalised (xn--) name"),
+        ("https://xn--a.example/x.csv", "xn--a is not a valid internationalised (xn--) name"),
+    ],
+)
+def test_run_with_a_malformed_link_fails_with_a_plain_reason(
+    tmp_path: Path, cli_env: dict[str, str], link: str, reason: str
+) -> None:
+    started = time.monotonic()
+    failed = trainbot(tmp_path, cli_env, "run", "--name", "bad", "--dataset", link, "--target", "y")
+    assert time.monotonic() - started < 60
+    assert failed.returncode == 1
+    output = failed.stdout + failed.stderr
+    assert f"{link} is not a valid link: {reason}" in failed.stderr, output
+    assert "Traceback" not in output and "internal error" not in output, output

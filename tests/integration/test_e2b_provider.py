@@ -6,9 +6,8 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -24,17 +23,8 @@ from e2b import (
 from pipeline.codegen.template import TemplateGenerator
 from pipeline.errors import JobCancelled, SandboxError, TrainingError
 from pipeline.netguard import UrlGuard
-from pipeline.sandbox.e2b import (
-    AUTH_REFUSED,
-    BUSY,
-    ENVS,
-    GONE,
-    RATE_LIMITED,
-    START_TIMEOUT,
-    WORKDIR,
-    E2BSandbox,
-    E2BSandboxProvider,
-)
+from pipeline.sandbox.e2b import ENVS, WORKDIR, E2BSandbox, E2BSandboxProvider
+from pipeline.sandbox.e2b_errors import AUTH_REFUSED, BUSY, GONE, RATE_LIMITED, START_TIMEOUT
 from pipeline.stages.dataset import load_dataset
 from pipeline.stages.deploy import deploy_app
 from pipeline.stages.train import run_training, upload_job_files
@@ -42,13 +32,10 @@ from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.e2b_sdk import FakeE2BSandbox
 from tests.support import pipeline as jobs
+from tests.support.e2b import API_KEY, answers, fake_of, make_provider, process_alive, wait_for
 from tests.support.sandbox_code import HELLO_SERVER, SERVICE_SECRETS
-from tests.support.template_runner import free_port
 
-API_KEY = "e2b_provider_key"
 PRINT_ENV = ["python", "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
-
-_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture
@@ -63,18 +50,6 @@ def sleeps() -> list[float]:
     return []
 
 
-def make_provider(
-    sdk: type[FakeE2BSandbox], sleeps: list[float], **options: object
-) -> E2BSandboxProvider:
-    settings: dict[str, object] = {"url_scheme": "http", "app_port": free_port(), **options}
-    return E2BSandboxProvider(
-        api_key=API_KEY,
-        sandbox_class=sdk,
-        sleep=sleeps.append,
-        **settings,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 def provider(sdk: type[FakeE2BSandbox], sleeps: list[float]) -> E2BSandboxProvider:
     return make_provider(sdk, sleeps)
@@ -85,39 +60,6 @@ def sandbox(provider: E2BSandboxProvider) -> Iterator[E2BSandbox]:
     box = provider.create(job_id="job-1", timeout=120)
     yield box
     box.kill()
-
-
-def fake_of(sdk: type[FakeE2BSandbox], sandbox: E2BSandbox) -> FakeE2BSandbox:
-    return next(fake for fake in sdk.created if fake.sandbox_id == sandbox.id)
-
-
-def get(url: str) -> bytes:
-    with _no_proxy.open(url, timeout=5) as response:
-        return bytes(response.read())
-
-
-def wait_for(check: object, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def answers(url: str) -> bool:
-    try:
-        return get(url) == b"hello"
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 # -- the whole path --------------------------------------------------------------------------
@@ -163,13 +105,13 @@ def test_iris_trains_and_goes_live_through_the_pipeline_stages(
     assert sdk.create_calls[0]["api_key"] == API_KEY
     assert sdk.create_calls[0]["allow_internet_access"] is False
     train, server = fake.runs
-    assert train["cmd"] == "exec python3 train.py"
+    assert train["cmd"] == "exec setsid -w python3 train.py"
     assert (train["cwd"], train["background"], train["internet"]) == (WORKDIR, True, False)
-    assert server["cmd"] == "exec python3 app.py"
+    assert server["cmd"] == "exec setsid -w python3 app.py"
     assert (server["background"], server["timeout"], server["internet"]) == (True, 0, False)
     assert server["envs"]["PORT"] == str(sandbox.app_port())
 
-    sandbox.extend(3600)
+    assert sandbox.extend(3600) == fake.end_at
     assert fake.set_timeout_calls[-1] == 3600
     sandbox.kill()
     assert sdk.killed_ids == [sandbox.id]
@@ -192,6 +134,10 @@ def test_a_job_goes_live_in_e2b_and_its_sandbox_is_recorded_and_killed(
         port = fake.runs[-1]["envs"]["PORT"]
         assert job.deployment_url == f"http://127.0.0.1:{port}/"
         assert fake.set_timeout_calls[-1] == job.ttl_seconds
+        assert job.expires_at is not None  # the end E2B reported, not our own arithmetic
+        assert job.expires_at.replace(tzinfo=UTC) == fake.end_at.replace(tzinfo=UTC)
+        warnings = jobs.event_messages(services, job_id, "warning")
+        assert not [message for message in warnings if "stops this sandbox" in message]
 
         services.worker.cancel(job_id)
         assert jobs.get(services, job_id).status == JobStatus.CANCELLED
@@ -314,7 +260,7 @@ def test_training_timeout_stops_the_command(sandbox: E2BSandbox, tmp_path: Path)
     assert lines == ["training"]
     assert "training" in failure.value.detail
     pid = int(sandbox.read_file("pid"))
-    wait_for(lambda: not process_exists(pid))
+    wait_for(lambda: not process_alive(pid))
     after = sandbox.run(["python", "-c", "print('still usable')"], timeout=30)
     assert after.stdout == "still usable"
 
@@ -370,7 +316,9 @@ def test_install_opens_the_internet_for_pip_only(
     sandbox.install(["joblib"], timeout=120)
 
     pip = fake.runs[-1]
-    assert pip["cmd"].startswith("exec python3 -m pip install") and pip["cmd"].endswith(" joblib")
+    assert pip["cmd"].startswith("exec setsid -w python3 -m pip install") and pip["cmd"].endswith(
+        " joblib"
+    )
     assert pip["internet"] is True
     assert fake.network_updates == [
         {"allow_internet_access": True},

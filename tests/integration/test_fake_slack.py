@@ -6,7 +6,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -420,6 +421,7 @@ def test_unknown_methods_are_refused(client: WebClient) -> None:
 def test_files_upload_v2_lands_in_the_thread(
     fake: FakeSlack, client: WebClient, tmp_path: Path
 ) -> None:
+    client.conversations_join(channel="C1")  # sharing a file needs membership
     parent = client.chat_postMessage(channel="C1", text="Job 7")
     report = tmp_path / "report.html"
     report.write_bytes(b"<h1>metrics</h1>")
@@ -448,7 +450,7 @@ def test_files_upload_v2_lands_in_the_thread(
     assert reply["files"][0]["id"] == answer["file"]["id"]
     info = client.files_info(file=answer["file"]["id"])["file"]
     assert (info["name"], info["size"]) == ("report.html", 16)
-    assert [c.method for c in fake.calls[1:]] == [
+    assert [c.method for c in fake.calls[2:]] == [
         "files.getUploadURLExternal",
         UPLOAD,
         "files.completeUploadExternal",
@@ -457,6 +459,7 @@ def test_files_upload_v2_lands_in_the_thread(
 
 
 def test_upload_of_bytes_and_multipart(fake: FakeSlack, client: WebClient) -> None:
+    client.conversations_join(channel="C1")
     client.files_upload_v2(channel="C1", file=b"a,b\n1,2\n", filename="data.csv")
     assert fake.uploads[0]["content"] == b"a,b\n1,2\n"
 
@@ -485,3 +488,83 @@ def test_private_file_download_needs_the_bot_token(fake: FakeSlack, client: WebC
     wrong = httpx.get(file["url_private"], headers={"Authorization": "Bearer xoxb-other"})
     assert wrong.status_code == 403
     assert [c.status for c in fake.calls_to(DOWNLOAD)] == [200, 200, 302, 302, 403]
+
+
+# -- channels and scopes -----------------------------------------------------------------------
+
+
+def upload_to(client: WebClient, channel: str) -> None:
+    client.files_upload_v2(channel=channel, content="a,b\n1,2\n", filename="chart.csv")
+
+
+def test_sharing_a_file_needs_membership_where_posting_needs_only_chat_write_public(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    fake.per_channel_interval = 0
+    client.chat_postMessage(channel="C1", text="posted without being invited")
+    with pytest.raises(SlackApiError) as raised:
+        upload_to(client, "C1")
+    assert error_of(raised) == "not_in_channel"
+    assert fake.uploads == []
+
+    joined = client.conversations_join(channel="C1")
+    assert joined["channel"]["is_member"] is True and "warning" not in joined
+    upload_to(client, "C1")
+    assert [u["channel"] for u in fake.uploads] == ["C1"]
+    assert client.conversations_join(channel="C1")["warning"] == "already_in_channel"
+
+    fake.remove_bot("C1")
+    assert not fake.is_member("C1")
+    with pytest.raises(SlackApiError) as raised:
+        upload_to(client, "C1")
+    assert error_of(raised) == "not_in_channel"
+
+
+def refused(call: Callable[[], object]) -> str:
+    with pytest.raises(SlackApiError) as raised:
+        call()
+    return error_of(raised)
+
+
+def test_private_channels_and_dms(fake: FakeSlack, client: WebClient) -> None:
+    fake.per_channel_interval = 0
+    fake.add_channel("C0SECRET", private=True)
+    fake.add_channel("C0INVITED", private=True, member=True)
+    for secret in ("C0SECRET", "G0OLD"):  # not invited: the bot cannot even see them
+        assert refused(partial(client.chat_postMessage, channel=secret, text="t")) == (
+            "channel_not_found"
+        )
+        assert refused(partial(upload_to, client, secret)) == "channel_not_found"
+        assert refused(partial(client.conversations_info, channel=secret)) == "channel_not_found"
+    for unjoinable in ("C0SECRET", "C0INVITED", "D0DM", "U1"):
+        assert refused(partial(client.conversations_join, channel=unjoinable)) == (
+            "method_not_supported_for_channel_type"
+        )
+
+    for member in ("C0INVITED", "D0DM", "U1"):  # invited, or the bot's own DMs
+        client.chat_postMessage(channel=member, text="t")
+        upload_to(client, member)
+    assert [u["channel"] for u in fake.uploads] == ["C0INVITED", "D0DM", "U1"]
+    assert client.conversations_info(channel="C0INVITED")["channel"]["is_private"] is True
+
+    fake.add_channel("C0OLD", archived=True)
+    assert refused(partial(client.chat_postMessage, channel="C0OLD", text="t")) == "is_archived"
+    assert refused(partial(client.conversations_join, channel="C0OLD")) == "is_archived"
+
+
+def test_methods_need_their_scopes() -> None:
+    with FakeSlack(scopes={"chat:write", "files:write"}) as fake:
+        client = WebClient(token=fake.token, base_url=fake.api_url)
+        with pytest.raises(SlackApiError) as raised:
+            client.chat_postMessage(channel="C1", text="no chat:write.public")
+        assert error_of(raised) == "not_in_channel"
+        client.chat_postMessage(channel="U1", text="a DM needs no more")
+        for call, needed in (
+            (lambda: client.conversations_join(channel="C1"), "channels:join"),
+            (lambda: client.files_info(file="F1"), "files:read"),
+        ):
+            with pytest.raises(SlackApiError) as raised:
+                call()
+            assert error_of(raised) == "missing_scope"
+            assert raised.value.response["needed"] == needed
+            assert raised.value.response["provided"] == "chat:write,files:write"

@@ -14,13 +14,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.errors import SandboxError
 from pipeline.sandbox.base import CommandResult
 from pipeline.sandbox.local import LocalSandbox, LocalSandboxProvider
+from tests.support.host_network import DIAL_ALL, bait
 from tests.support.sandbox_code import HELLO_SERVER, SERVICE_SECRETS
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -471,6 +474,149 @@ def test_garbage_collected_sandbox_cleans_up(provider: LocalSandboxProvider) -> 
     assert not directory.exists()
 
 
+def nosy_server(targets: dict[str, object]) -> str:
+    """An app that, on each GET, dials everything in `targets` and answers what it reached."""
+    return (
+        f"TARGETS = {targets!r}\n"
+        + DIAL_ALL
+        + """
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Nosy(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(dial_all()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Nosy).serve_forever()
+"""
+    )
+
+
+def test_the_app_is_reachable_but_dials_nothing_under_bubblewrap(
+    root: Path, isolation: str
+) -> None:
+    provider = make_provider(root, isolation)
+    sandbox = provider.create(job_id="nosy-app", timeout=60)
+    try:
+        with bait() as listeners:
+            port = sandbox.app_port()
+            sandbox.write_file("app.py", nosy_server(listeners.targets(skip_port=port)))
+            sandbox.start_server(["python", "app.py"], port=port)
+            url = sandbox.url_for(port)
+            assert wait_until(lambda: _dials(url) is not None), sandbox.server_exited()
+            found = _dials(url)
+            accepted = list(listeners.accepted)
+    finally:
+        sandbox.kill()
+
+    assert found is not None
+    reached = [label for label, outcome in found["reached"].items() if outcome == "connected"]
+    if isolation == "bwrap":
+        assert reached == [], found
+        assert accepted == []
+        assert found["interfaces"] == ["lo"]
+        assert provider.isolates_network
+        assert "app reached only through its forwarded port" in sandbox.isolation
+    else:  # the weaker isolation says what it is, and is not counted as isolating
+        assert not provider.isolates_network
+        assert "test's listener on loopback" in reached
+        assert "network open" in sandbox.isolation
+    assert provider.max_lifetime is None
+
+
+def _dials(url: str) -> dict[str, Any] | None:
+    try:
+        with _no_proxy.open(url, timeout=60) as response:
+            return dict(json.loads(response.read()))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+ECHO_SERVER = """
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Echo(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 would refuse the test's burst itself
+    daemon_threads = True
+
+server = Server(("0.0.0.0", int(os.environ["PORT"])), Echo)
+print("serving", flush=True)
+server.serve_forever()
+"""
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> set[str]:
+    """Live threads but the one that starts every sandbox process (it lives for good)."""
+    return {
+        f"{thread.name} {thread.ident}"
+        for thread in threading.enumerate()
+        if thread.name != "sandbox-spawner"
+    }
+
+
+def test_the_forwarded_port_carries_many_connections_at_once_and_closes_cleanly(
+    provider: LocalSandboxProvider,
+) -> None:
+    threads_before = _threads()
+    fds_before = _open_fds()
+    sandbox = provider.create(job_id="echo", timeout=60)
+    sandbox.write_file("app.py", ECHO_SERVER)
+    port = sandbox.app_port()
+    sandbox.start_server(["python", "app.py"], port=port)
+    url = sandbox.url_for(port)
+
+    def echo(size: int) -> bool:
+        body = os.urandom(size)
+        request = urllib.request.Request(url, data=body, method="POST")
+        with _no_proxy.open(request, timeout=60) as response:
+            return bool(response.read() == body)
+
+    def up() -> bool:
+        try:
+            return echo(10)
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(up), sandbox.server_exited()
+        # More at once than the forwarder relays at a time (128): the rest wait their turn.
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            sizes = [100_000] * 600 + [8 * 1024 * 1024] * 2
+            assert all(pool.map(echo, sizes))
+    finally:
+        sandbox.kill()
+
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert wait_until(lambda: _threads() <= threads_before, 10), _threads() - threads_before
+    gc.collect()
+    leaked = {fd for fd in _open_fds() - fds_before if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert leaked == set(), [os.readlink(f"/proc/self/fd/{fd}") for fd in leaked]
+
+
 def test_server_dies_with_the_service_process(root: Path, isolation: str) -> None:
     script = f"""
 import sys, time
@@ -516,8 +662,8 @@ def test_isolation_descriptions(root: Path) -> None:
     )
     bwrap = make_provider(root, "bwrap", memory_mb=4096, cpu_seconds=900, file_size_mb=512)
     assert bwrap.isolation == (
-        "bubblewrap: private filesystem, no network for training, CPU 900 s, "
-        "memory 4096 MB, files 512 MB"
+        "bubblewrap: private filesystem, no network for training, app reached only through "
+        "its forwarded port (it can dial nothing), CPU 900 s, memory 4096 MB, files 512 MB"
     )
     assert make_provider(root, "auto").mode == "bwrap"
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.ids import ActionId
+from bot.manifest import BOT_SCOPES
 from storage.models import TrainingJob
 from storage.states import JobStatus
 from tests.fakes.slack_api import DOWNLOAD, FakeSlack
@@ -34,7 +35,8 @@ SLEEPING_TRAIN = "import time\nprint('training started', flush=True)\ntime.sleep
 
 @pytest.fixture
 def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
+    """Slack with the app installed from the shipped manifest: its scopes, and no more."""
+    with FakeSlack(scopes=BOT_SCOPES) as fake:
         yield fake
 
 
@@ -116,6 +118,11 @@ def test_train_builtin_from_modal_to_live_button(
         assert any("is live" in r for r in replies)
         uploads = [u for u in bot.slack.uploads if u["thread_ts"] == card["ts"]]
         assert uploads and uploads[0]["content"].startswith(b"\x89PNG")
+        # C1 is public and the bot was never invited: it joined to share the chart there.
+        assert bot.slack.is_member("C1")
+        [join] = bot.slack.calls_to("conversations.join")
+        assert join.params["channel"] == "C1"
+        assert join.at < bot.slack.calls_to("files.completeUploadExternal")[0].at
         # Everything in the channel went to the thread, except the one card.
         top_level = [m for m in bot.slack.messages("C1") if m["thread_ts"] is None]
         assert [m["ts"] for m in top_level] == [card["ts"]]
@@ -207,6 +214,16 @@ def test_uploaded_csv_is_downloaded_with_the_bot_token_and_trained(
             {"name": "x", "dataset_url": "https://intranet.example.com/a.csv", "target": "y"},
             "dataset_url",
             "10.1.2.3",
+        ),
+        (
+            {"name": "x", "dataset_url": "http://xn--zz/a.csv", "target": "y"},
+            "dataset_url",
+            "xn--zz is not a valid internationalised",
+        ),
+        (
+            {"name": "x", "dataset_url": "https://xn--a.example/a.csv", "target": "y"},
+            "dataset_url",
+            "not a valid link",
         ),
         ({"name": "x", "dataset_url": "https://data.example.com/a.csv"}, "target", "column"),
         (

@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.ids import ActionId
+from bot.manifest import BOT_SCOPES
 from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.slack_api import FakeSlack
@@ -35,7 +36,11 @@ REPO = Path(__file__).resolve().parents[2]
 def bot(tmp_path: Path) -> Iterator[SocketBotHarness]:
     engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
     upgrade(engine)
-    with FakeSlack() as fake, running_socket_bot(engine, tmp_path, fake) as harness:
+    # Installed from the Socket Mode manifest: its scopes, and no more.
+    with (
+        FakeSlack(scopes=BOT_SCOPES) as fake,
+        running_socket_bot(engine, tmp_path, fake) as harness,
+    ):
         yield harness
     engine.dispose()
 
@@ -76,9 +81,12 @@ def test_train_from_modal_to_live_button(bot: SocketBotHarness) -> None:
     assert job.status == JobStatus.LIVE, job.error
     assert (job.origin, job.channel_id, job.requested_by) == ("slack", "C1", "U1")
     bot.wait_idle()
-    live_button = buttons(card_of(bot, job))[ActionId.OPEN_APP.value]
+    card = card_of(bot, job)
+    live_button = buttons(card)[ActionId.OPEN_APP.value]
     assert live_button["url"] == job.deployment_url
     assert "Open live app" in live_button["text"]["text"]
+    charts = [u for u in bot.slack.uploads if (u["channel"], u["thread_ts"]) == ("C1", card["ts"])]
+    assert charts and charts[0]["content"].startswith(b"\x89PNG")
 
     assert (
         bot.sender.event({"type": "app_home_opened", "user": "U1", "tab": "home"}).payload is None

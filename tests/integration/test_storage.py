@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import random
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from storage import queries
-from storage.db import downgrade, make_engine, session_scope, upgrade
+from storage.db import alembic_config, downgrade, make_engine, session_scope, upgrade
+from storage.models import SHORT_ID_LENGTH
 from storage.states import IllegalTransition, JobStatus
+
+# Statements that change a database; reading (SELECT, PRAGMA) is all a no-op upgrade may do.
+WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE"}
 
 
 def test_upgrade_from_empty_yields_exactly_the_models_schema(empty_db_url: str) -> None:
@@ -38,8 +48,54 @@ def test_downgrade_to_base_and_back_up(empty_db_url: str) -> None:
     engine.dispose()
 
 
+def _schema(engine: Engine) -> dict[str, Any]:
+    """Tables with their columns, keys, indexes and constraints, as the database reports them."""
+    inspector = inspect(engine)  # a fresh inspector: they cache what they have read
+    schema: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        schema[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ],
+            "primary key": inspector.get_pk_constraint(table),
+            "foreign keys": sorted(map(repr, inspector.get_foreign_keys(table))),
+            "indexes": sorted(map(repr, inspector.get_indexes(table))),
+            "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
+        }
+    return schema
+
+
+def _current_heads(engine: Engine) -> tuple[str, ...]:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_heads()
+
+
 def test_upgrade_twice_is_harmless(engine: Engine) -> None:
-    upgrade(engine)
+    job_id = _new_job(engine)
+    before = _schema(engine)
+    assert {"ai_models", "training_jobs", "job_events", "alembic_version"} <= set(before)
+    assert all(before[t]["indexes"] for t in ("training_jobs", "job_events"))
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert _current_heads(engine) == (head,)
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        upgrade(engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert _schema(engine) == before
+    assert _current_heads(engine) == (head,)
+    changes = [s for s in statements if s.lstrip().split(None, 1)[0].upper() in WRITES]
+    assert changes == [], "the second upgrade changed the database"
+    with session_scope(engine) as session:
+        assert queries.get_job(session, job_id=job_id) is not None
 
 
 def _new_job(engine: Engine, **overrides: object) -> str:
@@ -68,12 +124,57 @@ def test_create_job_records_model_and_queued_job(engine: Engine) -> None:
         assert model is not None and model.name == "churn"
 
 
-def test_job_ids_are_random_and_unguessable(engine: Engine) -> None:
-    ids = {_new_job(engine) for _ in range(5)}
-    assert len(ids) == 5
-    assert all(len(i) == 32 for i in ids)
-    prefixes = sorted(i[:8] for i in ids)
-    assert prefixes != [f"{n:08x}" for n in range(1, 6)]
+class EntropySpy:
+    """Stands in for the operating system's random source and remembers what it handed out.
+
+    secrets.token_bytes/token_hex read SystemRandom.randbytes, which returns `_urandom(n)`,
+    random.py's own name for os.urandom (Lib/random.py: `from os import urandom as _urandom`,
+    and `randbytes`; Lib/secrets.py: `token_bytes`, Python 3.11). uuid.uuid4 reads os.urandom.
+    Patching both names observes the sources that `secrets` and `uuid` draw from;
+    random.random() and friends (the Mersenne Twister) and clocks never come here.
+    """
+
+    def __init__(self) -> None:
+        self.handed_out: list[bytes] = []
+        self._counter = 0
+
+    def __call__(self, n: int) -> bytes:
+        self._counter += 1
+        chunk = hashlib.sha512(self._counter.to_bytes(8, "big")).digest()[:n]
+        self.handed_out.append(chunk)
+        return chunk
+
+
+def _ids(engine: Engine, jobs: int) -> list[str]:
+    """The ids of `jobs` new jobs and of the models created with them."""
+    ids: list[str] = []
+    with session_scope(engine) as session:
+        for n in range(jobs):
+            job = queries.create_job(session, name=f"m{n}", dataset_source="iris")
+            ids += [job.id, job.model_id]
+    return ids
+
+
+def test_job_ids_are_random_and_unguessable(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = EntropySpy()
+    monkeypatch.setattr(os, "urandom", spy)
+    monkeypatch.setattr(random, "_urandom", spy)
+    drawn = _ids(engine, 5)
+    monkeypatch.undo()
+    # Each id is the hex of 16 bytes (128 bits) exactly as the OS random source gave them.
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in drawn), drawn
+    assert len(set(drawn)) == 10
+    assert {bytes.fromhex(i) for i in drawn} <= set(spy.handed_out)
+
+    ids = _ids(engine, 1500)
+    assert len(set(ids)) == len(ids) == 3000
+    # Humans type the first 8 characters. 3,000 random 32-bit prefixes repeat with a chance
+    # of about 3000**2 / 2**33 = 0.1%; ids from a counter or a clock would repeat every time.
+    prefixes = [i[:SHORT_ID_LENGTH] for i in ids]
+    assert SHORT_ID_LENGTH == 8
+    assert len(set(prefixes)) == len(prefixes)
 
 
 def test_find_job_by_prefix_and_its_errors(engine: Engine) -> None:
@@ -85,6 +186,24 @@ def test_find_job_by_prefix_and_its_errors(engine: Engine) -> None:
             queries.find_job(session, ref="ffffffffff" if job_id[0] != "f" else "0000000000")
         with pytest.raises(queries.JobLookupError, match="not a job id"):
             queries.find_job(session, ref="zz")
+
+
+@pytest.mark.parametrize("ref", ["a" * 60_000, "0123456789abcdef" * 2 + "0", "12 34"])
+def test_refs_that_cannot_be_ids_are_refused_before_any_query(engine: Engine, ref: str) -> None:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with session_scope(engine) as session:
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with pytest.raises(queries.InvalidJobRef, match="is not a job id") as caught:
+                queries.find_job(session, ref=ref)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+    assert len(str(caught.value)) < 150  # quotes a short excerpt of what was typed
 
 
 def test_transitions_are_recorded_with_timestamps(engine: Engine) -> None:

@@ -15,11 +15,10 @@ from typing import Any
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlalchemy.engine import Engine
-from waitress.server import create_server
 
 from bot.runtime import BotRuntime, build_runtime
 from bot.settings import SlackSettings
-from bot.web import build_wsgi
+from bot.web import make_server
 from pipeline.netguard import UrlGuard
 from storage import queries
 from storage.db import session_scope
@@ -115,7 +114,7 @@ def running_bot(
         parts=parts,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
     )
-    server = create_server(build_wsgi(runtime), host="127.0.0.1", port=0, threads=8)
+    server = make_server(runtime, host="127.0.0.1", port=0)
     thread = threading.Thread(target=server.run, daemon=True)
     runtime.start()
     thread.start()

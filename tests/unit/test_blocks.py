@@ -143,7 +143,13 @@ def snapshots_for_every_status() -> list[Any]:
 
 
 def modal(**kwargs: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {"channel_id": "C0123ABC", "builtins": BUILTINS, "max_upload_mb": 20}
+    args: dict[str, Any] = {
+        "channel_id": "C0123ABC",
+        "builtins": BUILTINS,
+        "max_upload_mb": 20,
+        "default_lifetime": 3600,
+        "max_lifetime": None,
+    }
     args.update(kwargs)
     return blocks.train_modal(**args)
 
@@ -212,6 +218,37 @@ def test_modal_selects_offer_the_choices_with_defaults() -> None:
     assert ttl["initial_option"]["text"]["text"] == "1 h"
 
 
+def lifetimes(view: dict[str, Any]) -> tuple[list[tuple[int, str]], int]:
+    """The lifetime select's (seconds, label) options and its initial value."""
+    select = inputs(view)["ttl"]["element"]
+    options = [(int(o["value"]), o["text"]["text"]) for o in select["options"]]
+    return options, int(select["initial_option"]["value"])
+
+
+def test_modal_offers_only_the_lifetimes_the_provider_can_serve() -> None:
+    view = modal(max_lifetime=3600)
+    assert_valid_view(view)
+    assert lifetimes(view) == ([(900, "15 min"), (3600, "1 h")], 3600)
+
+
+def test_modal_default_lifetime_above_the_cap_shows_the_cap() -> None:
+    assert lifetimes(modal(default_lifetime=86400, max_lifetime=3600))[1] == 3600
+    options, initial = lifetimes(modal(default_lifetime=86400, max_lifetime=5400))
+    assert options == [(900, "15 min"), (3600, "1 h"), (5400, "1 h 30 min")]
+    assert initial == 5400
+
+
+def test_modal_default_lifetime_is_the_configured_one() -> None:
+    options, initial = lifetimes(modal(default_lifetime=300))
+    assert options[0] == (300, "5 min") and initial == 300
+    assert [s for s, _ in options] == [300, 900, 3600, 14400, 86400]
+
+
+def test_modal_prefilled_lifetime_beyond_the_cap_falls_back_to_the_default() -> None:
+    view = modal(values=blocks.TrainFormValues(ttl=86400), max_lifetime=3600)
+    assert lifetimes(view)[1] == 3600
+
+
 def test_modal_says_to_pick_one_data_source_at_the_top() -> None:
     view = modal()
     first = json.dumps(view["blocks"][0])
@@ -233,7 +270,7 @@ def test_modal_prefills_values() -> None:
         target="churned",
         resources="https://example.com/a\nhttps://example.com/b",
         task="regression",
-        ttl="86400",
+        ttl=86400,
     )
     view = modal(values=values)
     assert_valid_view(view)
@@ -542,9 +579,23 @@ def test_list_message_with_200_long_jobs_stays_within_limits() -> None:
         make_snapshot(status=ALL_STATUSES[i % len(ALL_STATUSES)], model_name=EVIL * 10)
         for i in range(200)
     ]
-    message = blocks.list_message(snaps, "C0123ABC")
+    message = blocks.list_message(snaps, "C0123ABC", total=1000)
     assert_valid_message(message)
-    assert "older jobs not shown" in all_text(message)
+    assert "…and 800 older jobs not shown." in all_text(message)
+    # More lines than 48 sections hold: the rest are counted as not shown.
+    many = blocks.list_message(snaps * 20, "C0123ABC")
+    assert_valid_message(many)
+    shown = sum(b["text"]["text"].count("\n") + 1 for b in many.blocks[1:-1])
+    assert f"…and {4000 - shown} older jobs not shown." in all_text(many)
+
+
+def test_list_message_counts_the_older_jobs_not_shown() -> None:
+    snaps = [make_snapshot(short_id=f"job{i:05d}") for i in range(3)]
+    message = blocks.list_message(snaps, "C0123ABC", total=10)
+    assert_valid_message(message)
+    assert "…and 7 older jobs not shown." in all_text(message)
+    assert "not shown" not in all_text(blocks.list_message(snaps, "C0123ABC", total=3))
+    assert "not shown" not in all_text(blocks.list_message(snaps, "C0123ABC"))
 
 
 def test_logs_message() -> None:
@@ -612,6 +663,14 @@ def test_home_view_empty_and_huge() -> None:
     assert_valid_view(view)
     assert len(view["blocks"]) <= 100
     assert "older jobs not shown" in json.dumps(view)
+
+
+def test_home_view_counts_the_older_jobs_not_shown() -> None:
+    snaps = [make_snapshot(short_id=f"job{i:05d}") for i in range(3)]
+    view = blocks.home_view(snaps, total=5)
+    assert_valid_view(view)
+    assert "…and 2 older jobs not shown." in json.dumps(view, ensure_ascii=False)
+    assert "not shown" not in json.dumps(blocks.home_view(snaps, total=3))
 
 
 # --- text helpers --------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.bootstrap import bootstrap, build_codegen, build_sandboxes
+from pipeline.codegen.groq import GroqGenerator
 from pipeline.events import RecordingSink
 from pipeline.settings import Settings
 from storage.db import make_engine
@@ -19,6 +22,12 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Set
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TRAINBOT_DATA_DIR", str(tmp_path / "data"))
     return Settings()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_offline_defaults_without_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,11 +64,35 @@ def test_a_cloud_provider_without_its_key_is_a_clear_error(
         build_sandboxes(settings(tmp_path, monkeypatch, TRAINBOT_SANDBOX="e2b"))
 
 
+def test_groq_token_budgets_come_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = build_codegen(settings(tmp_path, monkeypatch, GROQ_API_KEY="gsk_x"))
+    assert isinstance(default, GroqGenerator) and default.model == "openai/gpt-oss-120b"
+    # Groq's free tier allows openai/gpt-oss-120b 8,000 tokens a minute, prompt and answer.
+    assert (default.prompt_tokens, default.completion_tokens) == (3_000, 4_800)
+    chosen = settings(
+        tmp_path,
+        monkeypatch,
+        GROQ_API_KEY="gsk_x",
+        GROQ_MODEL="openai/gpt-oss-20b",
+        TRAINBOT_GROQ_PROMPT_TOKENS="20000",
+        TRAINBOT_GROQ_COMPLETION_TOKENS="30000",
+    )
+    generator = build_codegen(chosen)
+    assert isinstance(generator, GroqGenerator) and generator.model == "openai/gpt-oss-20b"
+    assert (generator.prompt_tokens, generator.completion_tokens) == (20_000, 30_000)
+
+
 def test_groq_gets_the_template_as_its_fallback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Nothing listens there: the model check at start fails at once and only logs.
+    monkeypatch.setenv("GROQ_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     chosen = settings(tmp_path, monkeypatch, GROQ_API_KEY="gsk_x")
+    started = time.monotonic()
     services = bootstrap(chosen, sink=RecordingSink(), engine=make_engine("sqlite://"))
+    assert time.monotonic() - started < 5
     assert services.deps.codegen.name == "groq"
     assert services.deps.fallback_codegen is not None
     assert services.deps.fallback_codegen.name == "template"

@@ -130,3 +130,16 @@ def test_without_a_fallback_running_out_is_an_error() -> None:
     writer, _ = author(RepairingGenerator(bad, bad), fallback=False, attempts=2)
     with pytest.raises(CodegenError, match="after 2 attempts"):
         writer.write(SPEC, [])
+
+
+def test_a_refused_repair_falls_back_once_instead_of_asking_again() -> None:
+    broken = code({**GOOD, "train.py": "def broken(:\n"})
+    too_large = CodegenUnavailable("Groq refused the request as too large for this key")
+    generator = RepairingGenerator(broken, too_large)
+    writer, said = author(generator)
+    assert writer.write(SPEC, []).provider == "template"
+    assert [call[0] for call in generator.calls] == ["generate", "repair"]
+    assert said[-1] == (
+        EventKind.WARNING,
+        "Groq refused the request as too large for this key; using the offline template instead",
+    )

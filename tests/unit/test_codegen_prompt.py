@@ -19,15 +19,23 @@ from pipeline.codegen.checks import ALLOWED_REQUIREMENTS
 from pipeline.codegen.prompt import (
     LOG_CHARS,
     MAX_SAMPLE_ROWS,
+    REPLY_SCHEMA,
     RESOURCE_BUDGET,
     RESOURCE_CAP,
+    TRIMMED,
+    Allowance,
+    PromptTooLarge,
+    answer_json,
     build_messages,
     build_repair_messages,
+    estimate_tokens,
+    fit,
     parse_answer,
     task_prompt,
     trim_resources,
 )
 from pipeline.errors import InvalidCode
+from tests.fakes import groq_api
 
 
 def spec(sample_size: int = 3, **overrides: object) -> TaskSpec:
@@ -114,6 +122,9 @@ def test_prompt_holds_the_contract() -> None:
         assert output in text
     assert "400" in text and "$PORT" in text and "$HOST" in text and "0.0.0.0" in text
     assert "http.server" in text
+    # How rows name columns: the deploy check posts the CSV's own headers.
+    assert 'column_key(name) = " ".join(name.split()).casefold()' in text
+    assert "headers exactly as the uploaded CSV had them" in text
 
 
 def test_prompt_names_the_packages_and_the_reply_shape() -> None:
@@ -122,7 +133,7 @@ def test_prompt_names_the_packages_and_the_reply_shape() -> None:
     for package in ALLOWED_REQUIREMENTS:
         assert package in everything
     assert "standard library" in everything
-    shape = '{"files": {"train.py": "<complete source>", "app.py": "<complete source>"}, "requirements": []'
+    shape = '{"files": [{"name": "train.py", "content": "<complete source>"}, {"name": "app.py", "content": "<complete source>"}], "requirements": []'
     assert shape in messages[0]["content"]
     assert shape in messages[1]["content"]
     assert "JSON" in messages[0]["content"]
@@ -185,10 +196,14 @@ def test_repair_shows_the_previous_answer_and_the_failure() -> None:
     assert messages[:2] == build_messages(spec(), [])
     previous = json.loads(messages[2]["content"])
     assert previous == {
-        "files": PREVIOUS.files,
+        "files": [
+            {"name": "train.py", "content": "import pandas\nprint('train')\n"},
+            {"name": "app.py", "content": "print('app')\n"},
+        ],
         "requirements": ["pandas"],
         "notes": "first try",
     }
+    assert parse_answer(messages[2]["content"]) == (PREVIOUS.files, ["pandas"], "first try")
     repair = messages[3]["content"]
     assert "python train.py" in repair
     assert "train.py stopped with KeyError: 'Sale Price'" in repair
@@ -225,6 +240,13 @@ def test_parse_answer_reads_files_requirements_and_notes() -> None:
     assert parse_answer(content) == ({"train.py": "x = 1\n"}, ["numpy"], "ok")
 
 
+def test_parse_answer_reads_the_list_we_ask_for() -> None:
+    content = json.dumps(
+        {"files": [{"name": "train.py", "content": "x = 1\n"}], "requirements": [], "notes": ""}
+    )
+    assert parse_answer(content) == ({"train.py": "x = 1\n"}, [], "")
+
+
 def test_parse_answer_defaults_and_fences() -> None:
     content = '```json\n{"files": {"app.py": "y = 2"}}\n```'
     assert parse_answer(content) == ({"app.py": "y = 2"}, [], "")
@@ -235,9 +257,11 @@ def test_parse_answer_defaults_and_fences() -> None:
     [
         ("not json at all", "not JSON"),
         ("[1, 2]", "JSON list, not an object"),
-        ('{"code": "print(1)"}', 'no "files" object'),
-        ('{"files": ["train.py"]}', 'no "files" object'),
-        ('{"files": {"train.py": 5}}', "train.py is not"),
+        ('{"code": "print(1)"}', 'no "files" list'),
+        ('{"files": ["train.py"]}', 'no "files" list'),
+        ('{"files": {"train.py": 5}}', "(train.py does not)"),
+        ('{"files": [{"name": "train.py"}]}', "(train.py does not)"),
+        ('{"files": [{"content": "x = 1"}]}', "a file name and its source text"),
         ('{"files": {"train.py": "x"}, "requirements": [1]}', "list of package names"),
     ],
 )
@@ -250,3 +274,75 @@ def test_parse_answer_rejects_wrong_shapes(content: str, message: str) -> None:
 def test_task_prompt_is_deterministic() -> None:
     resources = [Resource("https://example.org/a", "notes")]
     assert task_prompt(spec(), resources) == task_prompt(spec(), resources)
+
+
+# -- the reply schema -------------------------------------------------------------------------
+
+
+def test_the_reply_schema_is_one_strict_mode_takes() -> None:
+    # Strict mode: every property required, every object closed (the fake cites Groq's docs).
+    assert groq_api._not_strict_ready(REPLY_SCHEMA, "schema") == ""
+    answer = json.loads(answer_json(PREVIOUS))
+    assert groq_api._mismatch(answer, REPLY_SCHEMA, "answer") == ""
+
+
+# -- keeping a prompt within its token budget -------------------------------------------------
+
+BIG_PREVIOUS = GeneratedCode(
+    files={
+        "train.py": "import pandas as pd\n" + "# train step\n" * 2_000 + "main()\n",
+        "app.py": "import http.server\n" + "# app step\n" * 2_000 + "serve()\n",
+    },
+    provider="groq",
+)
+LONG_LOG = "Traceback (most recent call last):\n" + "  noise\n" * 3_000 + "KeyError: 'Sale Price'"
+RESOURCES = [Resource(f"https://example.org/{i}", "background text " * 1_000) for i in range(3)]
+
+
+def repair(budget: int) -> list[dict[str, str]]:
+    failure = CodeFailure("train", "train.py stopped with KeyError", LONG_LOG)
+    return fit(lambda a: build_repair_messages(spec(), RESOURCES, BIG_PREVIOUS, failure, a), budget)
+
+
+def test_a_prompt_within_budget_is_left_whole() -> None:
+    messages = fit(lambda a: build_messages(spec(), RESOURCES, a), 100_000)
+    assert messages == build_messages(spec(), RESOURCES)
+
+
+@pytest.mark.parametrize("budget", [3_000, 4_000, 8_000])
+def test_a_repair_is_trimmed_to_its_budget_keeping_the_error(budget: int) -> None:
+    messages = repair(budget)
+    assert estimate_tokens(messages) <= budget
+    text = messages[-1]["content"]
+    assert "KeyError: 'Sale Price'" in text and "train.py stopped with KeyError" in text
+    assert "shortened to fit this request" in text
+    files = {f["name"]: f["content"] for f in json.loads(messages[2]["content"])["files"]}
+    assert files["train.py"].startswith("import pandas as pd")
+    assert files["train.py"].endswith("main()\n") and TRIMMED in files["train.py"]
+
+
+def test_references_go_before_the_previous_answer() -> None:
+    whole = estimate_tokens(repair(100_000))
+    messages = repair(whole - 1_000)  # about a quarter of the reference text must go
+    task = messages[1]["content"]
+    assert 0 < task.count("background text") < RESOURCE_BUDGET // len("background text ")
+    assert "shortened" not in messages[-1]["content"]  # the previous answer is whole
+    files = json.loads(messages[2]["content"])["files"]
+    assert files[0]["content"] == BIG_PREVIOUS.files["train.py"]
+
+
+def test_a_prompt_that_cannot_fit_says_so() -> None:
+    with pytest.raises(PromptTooLarge) as caught:
+        repair(1_000)
+    assert caught.value.budget == 1_000 and caught.value.needed > 1_000
+
+
+def test_our_token_estimate_errs_above_a_plain_count() -> None:
+    messages = repair(3_000)
+    assert estimate_tokens(messages) >= groq_api.prompt_tokens({"messages": messages})
+
+
+def test_the_model_is_told_how_long_its_reply_may_be() -> None:
+    messages = build_messages(spec(), [], Allowance(answer_chars=10_000))
+    assert "cut off after about 10,000 characters" in messages[1]["content"]
+    assert "cut off" not in user_prompt(spec())

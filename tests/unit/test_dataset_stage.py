@@ -20,6 +20,7 @@ from pipeline.stages.dataset import (
     match_column,
 )
 from pipeline.stages.tabular import parse_csv, plain_value, sniff_delimiter
+from tests.support.messy import ODD_HEADERS, write_odd_headers_csv
 
 MB = 1_000_000
 
@@ -256,7 +257,7 @@ def test_latin1_falls_back(tmp_path: Path) -> None:
 
 
 def test_cells_and_headers_are_trimmed(tmp_path: Path) -> None:
-    frame, _ = parse_csv(b" a , b \n x , 1 \n y ,2\n", "t.csv")
+    frame = parse_csv(b" a , b \n x , 1 \n y ,2\n", "t.csv").frame
     assert list(frame.columns) == ["a", "b"]
     assert list(frame["a"]) == ["x", "y"]
     assert list(frame["b"]) == [1, 2]
@@ -374,6 +375,28 @@ def test_holdout_rows_leave_the_training_data_and_carry_no_target(tmp_path: Path
         assert by_id[features["customer_id"]]["Churned"] == target
     assert set(loaded.holdout_targets) == {"Yes", "No"}  # one per class first
     json.dumps(loaded.holdout)
+
+
+def test_holdout_rows_carry_the_csvs_own_headers(tmp_path: Path) -> None:
+    """The deploy check posts rows as users will: keyed by the header row as it was written."""
+    path = write_odd_headers_csv(tmp_path / "odd.csv")
+    loaded = load(path, tmp_path, target="churned")
+    assert loaded.spec.target == "Churned"
+    trimmed = {"Customer ID", "Tenure", "PLAN", "Monthly Income", "Support Calls", "Churned"}
+    assert {c.name for c in loaded.spec.columns} == trimmed
+    assert set(pd.read_csv(loaded.data_path).columns) == trimmed
+    originals = set(ODD_HEADERS.values()) - {ODD_HEADERS["target"]}
+    assert all(set(row) == originals for row in loaded.holdout)
+
+
+def test_headers_that_differ_only_in_case_or_spaces_are_refused(tmp_path: Path) -> None:
+    # The live app matches a row's keys ignoring case and spaces, so it could not tell them apart.
+    path = tmp_path / "twins.csv"
+    path.write_text("Plan,plan ,MONTHLY  FEE,monthly fee\n" + "a,b,1,2\n" * 30)
+    message = error_of(path, tmp_path, target="Plan")
+    assert "more than one column named 'Plan' / 'plan'" in message
+    assert "'MONTHLY  FEE' / 'monthly fee'" in message
+    assert "differ only in case or spaces" in message
 
 
 def test_holdout_never_leaves_a_class_with_fewer_than_two_rows(tmp_path: Path) -> None:

@@ -152,6 +152,52 @@ def test_a_host_is_required(url: str) -> None:
         guard_with().check(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("http://xn--zz/", "xn--zz"),
+        ("https://xn--a.example/data.csv", "xn--a"),
+        ("http://data.xn--zz.example:8080/a.csv", "xn--zz"),
+        ("http://XN--ZZ.example/", "xn--zz"),
+        ("http://xn--/", "xn--"),
+    ],
+)
+def test_malformed_internationalised_names_are_the_guards_own_error(url: str, label: str) -> None:
+    resolver = FakeResolver({})
+    with pytest.raises(UnsafeURLError) as caught:
+        UrlGuard(resolver=resolver).check(url)
+    message = caught.value.message
+    assert message.startswith(f"{url} is not a valid link")
+    assert f"{label} is not a valid internationalised (xn--) name" in message
+    assert resolver.asked == []  # refused before any DNS lookup
+
+
+def test_well_formed_internationalised_names_are_resolved_in_their_ascii_form() -> None:
+    guard = guard_with({"xn--ida.example": ["93.184.216.34"]})
+    for url in ("https://xn--ida.example/a.csv", "https://ñ.example/a.csv"):
+        assert guard.check(url) == [ipaddress.ip_address("93.184.216.34")]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http:\\\\127.0.0.1:8/x",
+        "http://example.com\\@127.0.0.1/",
+        "https://example.com/a\\b.csv",
+        "https://example.com/a\tb.csv",
+        "https://exa\x00mple.com/",
+    ],
+)
+def test_backslashes_and_control_characters_are_refused(url: str) -> None:
+    # Browsers read "\" as "/" and drop tabs; refusing them means no parser can read the
+    # link differently from the guard.
+    resolver = FakeResolver({"example.com": ["93.184.216.34"]})
+    with pytest.raises(UnsafeURLError, match="is not a valid link") as caught:
+        UrlGuard(resolver=resolver).check(url)
+    assert "\x00" not in caught.value.message and "\t" not in caught.value.message
+    assert resolver.asked == []
+
+
 def test_unknown_name_is_a_fetch_error_not_a_crash() -> None:
     with pytest.raises(FetchError, match="Could not find the server nope.invalid"):
         guard_with().check("https://nope.invalid/data.csv")

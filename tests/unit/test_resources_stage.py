@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from pipeline.errors import FetchError, UnsafeURLError
+from pipeline.limits import MAX_RESOURCES
 from pipeline.netguard import FetchedResponse, UrlGuard
 from pipeline.stages.resources import (
-    MAX_RESOURCES,
     collapse_whitespace,
     extract_text,
     fetch_resources,

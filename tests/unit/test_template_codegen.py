@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import sys
+from pathlib import Path
 
 import pytest
 
+from pipeline.codegen import contract
 from pipeline.codegen.base import ColumnInfo, GeneratedCode, TaskSpec, TaskType
 from pipeline.codegen.contract import (
     APP_SCRIPT,
@@ -93,3 +95,25 @@ def test_scripts_do_not_depend_on_the_spec() -> None:
     a = TemplateGenerator().generate(spec(), [])
     b = TemplateGenerator().generate(spec(TaskType.REGRESSION, target="price"), [])
     assert a.files == b.files
+
+
+def _function_body(source: str, name: str) -> str:
+    """The statements of a top-level function, docstring left out, as an AST dump."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            return "\n".join(ast.dump(statement) for statement in body)
+    raise AssertionError(f"no function {name} in the source")
+
+
+@pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
+def test_scripts_match_column_names_by_the_contracts_one_rule(
+    generated: GeneratedCode, file_name: str
+) -> None:
+    # The scripts run alone in the sandbox, so they carry a copy; it must stay the same rule.
+    contract_source = Path(contract.__file__).read_text(encoding="utf-8")
+    assert _function_body(generated.files[file_name], "column_key") == _function_body(
+        contract_source, "column_key"
+    )
+    assert contract.column_key("  Customer   ID ") == contract.column_key("customer id")
+    assert contract.column_key("Plan") != contract.column_key("Plan Type")

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,16 @@ ROUTES = {
 
 class BadRequest(Exception):
     """The client sent something we cannot use; the message tells them what to fix."""
+
+
+def column_key(name: str) -> str:
+    """How a column name is matched: case and surrounding or repeated spaces do not count.
+
+    Users send rows keyed by their CSV's own header row (" Customer ID", "TENURE") while
+    schema.json holds the trimmed names; this is TrainBot's rule (pipeline/codegen/contract.py),
+    copied because this script runs on its own.
+    """
+    return " ".join(name.split()).casefold()
 
 
 # ------------------------------------------------------------------ model
@@ -82,10 +93,32 @@ class Model:
     def is_classifier(self) -> bool:
         return self.schema.get("task") == "classification"
 
-    @property
-    def ignored(self) -> set[str]:
-        """Columns a row may carry that the model does not use."""
-        return {d["name"] for d in self.schema.get("dropped", [])} | {self.schema["target"]}
+    @cached_property
+    def columns_by_key(self) -> dict[str, str]:
+        """Every column a row may name (features, dropped columns, the target), by column_key."""
+        names = [d["name"] for d in self.schema.get("dropped", [])] + [self.schema["target"]]
+        names += [f["name"] for f in self.features]  # last, so a feature wins any clash
+        return {column_key(name): name for name in names}
+
+    def named_values(self, row: dict[str, Any], i: int) -> dict[str, Any]:
+        """A row's feature values by schema name, whatever case and spacing its keys have."""
+        features = {f["name"] for f in self.features}
+        values: dict[str, Any] = {}
+        given: dict[str, str] = {}  # schema name -> the key this row used for it
+        for key, value in row.items():
+            name = self.columns_by_key.get(column_key(key))
+            if name is None:
+                expected = ", ".join(f["name"] for f in self.features)
+                raise BadRequest(f'row {i}: unknown column "{key}"; expected features: {expected}')
+            what = "the feature" if name in features else "the ignored column"
+            if name in given:
+                raise BadRequest(
+                    f'row {i}: "{given[name]}" and "{key}" both name {what} "{name}"; send it once'
+                )
+            given[name] = key
+            if name in features:
+                values[name] = value
+        return values
 
     def frame(self, rows: Any) -> pd.DataFrame:
         """Validated request rows as the raw feature frame the pipeline was trained on."""
@@ -94,21 +127,16 @@ class Model:
         if len(rows) > MAX_ROWS:
             raise BadRequest(f"too many rows ({len(rows)}); send at most {MAX_ROWS} per request")
         names = [f["name"] for f in self.features]
-        known = set(names) | self.ignored
         columns: dict[str, list[Any]] = {name: [] for name in names}
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise BadRequest(f"row {i} is not an object: send {{feature: value, ...}}")
-            for key in row:
-                if key not in known:
-                    raise BadRequest(
-                        f'row {i}: unknown column "{key}"; expected features: {", ".join(names)}'
-                    )
+            values = self.named_values(row, i)
             for feature in self.features:
                 name = feature["name"]
-                if name not in row:
+                if name not in values:
                     raise BadRequest(f'row {i}: missing feature "{name}" (use null if unknown)')
-                columns[name].append(convert(feature, row[name], i))
+                columns[name].append(convert(feature, values[name], i))
         frame = pd.DataFrame(columns, columns=names)
         for feature in self.features:
             if feature["type"] in ("category", "date"):

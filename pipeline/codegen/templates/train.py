@@ -80,6 +80,15 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def column_key(name: str) -> str:
+    """How a column name is matched: case and surrounding or repeated spaces do not count.
+
+    TrainBot's one rule for headers (pipeline/codegen/contract.py), copied because this
+    script runs on its own; app.py matches the keys of request rows by it.
+    """
+    return " ".join(name.split()).casefold()
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -105,10 +114,10 @@ def load_data(workdir: Path, task: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         raise DataError(f"could not read {path.name} as CSV: {exc}") from exc
     target = str(task["target"])
     if target not in frame.columns:
-        stripped = [c for c in frame.columns if str(c).strip() == target.strip()]
-        if not stripped:
+        matches = [c for c in frame.columns if column_key(str(c)) == column_key(target)]
+        if len(matches) != 1:
             raise DataError(f'target column "{target}" is not in {path.name}')
-        target = stripped[0]
+        target = str(matches[0])
     return frame, target
 
 

@@ -1,0 +1,86 @@
+"""Replies in a job's thread: finished stages, notes, warnings, the failure, the live app."""
+
+from __future__ import annotations
+
+from bot.blocks.base import MAX_SECTION, Message, context, make_message, section
+from bot.blocks.status import model_name, reason, stage_title
+from bot.ids import TRAIN_COMMAND
+from bot.snapshot import JobSnapshot
+from bot.text import code, code_block, escape, format_metric, link, safe_url, slack_date, user_ref
+from pipeline.limits import FAILURE_LOG_LINES
+
+
+def stage_reply(stage: str, title: str, summary: str) -> Message:
+    """A finished stage: "✓ Data set — built-in iris (147 rows): …"."""
+    text = f"✓ *{escape(title or stage_title(stage), 100)}* — {escape(summary, 2500)}"
+    return make_message(text, [section(text)])
+
+
+def note_reply(message: str) -> Message:
+    """A plain update in the thread, e.g. "the live app was stopped: its lifetime ran out"."""
+    text = escape(message, 2900)
+    return make_message(text, [section(text)])
+
+
+def cancelled_reply(user_id: str) -> Message:
+    text = f"🚫 Cancelled by {user_ref(user_id)}."
+    return make_message(text, [section(text)])
+
+
+def warning_reply(message: str) -> Message:
+    text = f"⚠️ {escape(message, 2900)}"
+    return make_message(text, [section(text)])
+
+
+def failure_reply(snap: JobSnapshot, log_tail: str) -> Message:
+    """Why the job failed, the end of its log, and what to do next."""
+    head = (
+        f"❌ *{model_name(snap)}* failed during *{stage_title(snap.stage)}*: {reason(snap, 2500)}"
+    )
+    blocks = [section(head)]
+    lines = log_tail.splitlines()[-FAILURE_LOG_LINES:]
+    if lines:
+        block, _ = code_block(lines, MAX_SECTION)
+        blocks.append(section(block))
+    short = snap.short_id
+    blocks.append(
+        context(
+            f"Full log: {code(f'{TRAIN_COMMAND} logs {short}', 80)}",
+            f"Try again: {code(f'{TRAIN_COMMAND} retry {short}', 80)}",
+        )
+    )
+    return make_message(head, blocks)
+
+
+def live_reply(snap: JobSnapshot) -> Message:
+    """The app is up: the score, where it lives, until when, and how to call it."""
+    metrics = snap.metrics or {}
+    app_link = link(snap.url, "Open the live app")
+    head = f"✅ *{model_name(snap)}* is live" + (f": {app_link}" if app_link else ".")
+    facts = []
+    metric = format_metric(metrics)
+    if metric:
+        facts.append(f"*Score:* {escape(metric, 200)} on held-out rows")
+    if metrics.get("model"):
+        facts.append(f"*Model:* {escape(str(metrics['model']), 200)}")
+    if metrics.get("n_train") is not None:
+        facts.append(
+            f"*Rows:* {escape(str(metrics['n_train']), 20)} to train, "
+            f"{escape(str(metrics.get('n_test', '?')), 20)} to test"
+        )
+    if snap.expires_at is not None:
+        facts.append(f"*Stays up until:* {slack_date(snap.expires_at)}")
+    blocks = [section("\n".join([head, *facts]))]
+    url = safe_url(snap.url)
+    if url:
+        base = url.rstrip("/")
+        curl = (
+            f"curl {base}/schema\n"
+            "curl -X POST -H 'Content-Type: application/json' \\\n"
+            '  -d \'{"rows": [{"feature": "value"}]}\' \\\n'
+            f"  {base}/predict"
+        )
+        block, _ = code_block(curl.splitlines(), MAX_SECTION)
+        blocks.append(section("Try it from a terminal (`/schema` lists the features):\n" + block))
+    text = f"✅ {model_name(snap)} is live" + (f": {url}" if url else "")
+    return make_message(text, blocks)
