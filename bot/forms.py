@@ -7,7 +7,6 @@ import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.ids import ActionId, BlockId
 from bot.limits import AUTO_TASK, MAX_NAME, TASK_CHOICES
@@ -15,7 +14,7 @@ from bot.text import format_lifetime
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.errors import FetchError, UnsafeURLError
 from pipeline.limits import MAX_RESOURCES, MIN_APP_LIFETIME, capped_lifetime
-from pipeline.netguard import UrlGuard
+from pipeline.netguard import UrlGuard, link_problem
 
 SLACK_FILE_PREFIX = "slack-file"
 TASKS = {value for value, _ in TASK_CHOICES}
@@ -151,9 +150,9 @@ def parse_train_submission(
 
 def check_url(url: str, guard: UrlGuard) -> str | None:
     """A field error for a URL the pipeline would refuse, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Give an http:// or https:// link."
+    problem = link_problem(url)  # the guard's own reading of the link, never a second parser
+    if problem:
+        return problem
     outcome: list[str | None] = []
 
     def resolve() -> None:
@@ -215,8 +214,7 @@ def _check_resources(resources: list[str]) -> str | None:
     if len(resources) > MAX_RESOURCES:
         return f"Give at most {MAX_RESOURCES} links."
     for line in resources:
-        parts = urlsplit(line)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if link_problem(line):
             return f"'{line[:60]}' is not an http(s) link; put one link per line."
     return None
 

@@ -183,6 +183,45 @@ def _parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def link_problem(url: str) -> str | None:
+    """Why `url` can never be fetched (not a link, not http(s), no host), or None;
+    no DNS lookup, so forms can call it inline. `UrlGuard.check` then decides on the
+    address."""
+    try:
+        fetchable_link(url)
+    except UnsafeURLError as error:
+        return error.message
+    return None
+
+
+def fetchable_link(url: str) -> httpx.URL:
+    """`url` parsed, if it is a link that may be fetched at all, or UnsafeURLError."""
+    shown = _short(url.strip())
+    try:
+        parsed = parse_link(url)
+    except InvalidLink as exc:
+        raise UnsafeURLError(
+            f"{shown} is not a valid link: {exc.reason}. Copy the link again from "
+            "your browser's address bar, e.g. https://example.com/data.csv."
+        ) from exc
+    return _allowed(shown, parsed)
+
+
+def _allowed(shown: str, parsed: httpx.URL) -> httpx.URL:
+    """`parsed` if its scheme and host may be fetched at all (addresses come next)."""
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        scheme = f"{parsed.scheme}: links" if parsed.scheme else "Links without http(s)://"
+        raise UnsafeURLError(
+            f"{shown} cannot be fetched: {scheme} are not allowed; "
+            "TrainBot only fetches public http(s) URLs. Upload the file instead."
+        )
+    if not parsed.host:
+        raise UnsafeURLError(
+            f"{shown} has no host name; paste the full link, e.g. https://example.com/data.csv."
+        )
+    return parsed
+
+
 class UrlGuard:
     """Decides which URLs may be fetched and fetches them safely."""
 
@@ -200,7 +239,7 @@ class UrlGuard:
 
     def check(self, url: str) -> list[IPAddress]:
         """Validate `url` and return the addresses its host resolves to, all allowed."""
-        return self._check_parsed(url, self._parse(url))
+        return self._check_parsed(url, fetchable_link(url))
 
     def _check_parsed(self, url: str, parsed: httpx.URL) -> list[IPAddress]:
         host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS want it
@@ -213,31 +252,6 @@ class UrlGuard:
             for ip in addresses:
                 self._check_address(url, ip, literal is not None)
         return addresses
-
-    def _parse(self, url: str) -> httpx.URL:
-        shown = _short(url.strip())
-        try:
-            parsed = parse_link(url)
-        except InvalidLink as exc:
-            raise UnsafeURLError(
-                f"{shown} is not a valid link: {exc.reason}. Copy the link again from "
-                "your browser's address bar, e.g. https://example.com/data.csv."
-            ) from exc
-        return self._allowed(shown, parsed)
-
-    def _allowed(self, shown: str, parsed: httpx.URL) -> httpx.URL:
-        """`parsed` if its scheme and host may be fetched at all (addresses come next)."""
-        if parsed.scheme not in ALLOWED_SCHEMES:
-            scheme = f"{parsed.scheme}: links" if parsed.scheme else "Links without http(s)://"
-            raise UnsafeURLError(
-                f"{shown} cannot be fetched: {scheme} are not allowed; "
-                "TrainBot only fetches public http(s) URLs. Upload the file instead."
-            )
-        if not parsed.host:
-            raise UnsafeURLError(
-                f"{shown} has no host name; paste the full link, e.g. https://example.com/data.csv."
-            )
-        return parsed
 
     def _resolve(self, url: str, host: str, port: int) -> list[IPAddress]:
         try:
@@ -290,7 +304,7 @@ class UrlGuard:
             "Accept-Encoding": "gzip, deflate",
             "User-Agent": "TrainBot/0.1",
         }
-        current = self._parse(url)
+        current = fetchable_link(url)
         addresses = self._check_parsed(url, current)
         final_url = url.strip()
         # A bare transport, not a Client: a Client parses every Location it receives (even
@@ -326,7 +340,7 @@ class UrlGuard:
                 detail=f"Location: {location[:500]!r}",
             ) from exc
         try:
-            target = self._allowed(_short(str(target)), target)
+            target = _allowed(_short(str(target)), target)
             return target, self._check_parsed(str(target), target)
         except UnsafeURLError as exc:
             raise UnsafeURLError(f"{shown} redirected to another link. {exc.message}") from exc

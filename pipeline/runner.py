@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 
 from pipeline.cancel import CancelToken
 from pipeline.codegen.base import CodeFailure, CodeGenerator, GeneratedCode, TaskType
-from pipeline.errors import DeployError, JobCancelled, PipelineError, TrainingError
+from pipeline.codegen.template import TemplateGenerator
+from pipeline.errors import CodegenError, DeployError, JobCancelled, PipelineError, TrainingError
 from pipeline.events import EventKind, ProgressSink
 from pipeline.expiry import early_stop_warning
 from pipeline.netguard import UrlGuard
@@ -54,6 +55,34 @@ class PipelineDeps:
     sources: dict[str, ExternalSource] = field(default_factory=dict)
     # Used when `codegen` cannot be reached or its code keeps failing (the offline template).
     fallback_codegen: CodeGenerator | None = None
+
+
+def codegen_for_sandbox(deps: PipelineDeps) -> tuple[CodeGenerator, str]:
+    """The generator whose code may run in this job's sandbox, and what to tell the user.
+
+    Code an LLM wrote runs only where it can dial nothing (not the host's database, not this
+    bot's port, not the internet), unless the operator allowed otherwise; the template's
+    code is ours and runs under any isolation.
+    """
+    codegen, sandboxes = deps.codegen, deps.sandboxes
+    if codegen.name == TemplateGenerator.name or sandboxes.isolates_network:
+        return codegen, ""
+    if deps.settings.allow_unisolated_code:
+        return codegen, (
+            f"{codegen.name}'s code runs without network isolation "
+            "(TRAINBOT_ALLOW_UNISOLATED_CODE=1): it can reach this machine's network and "
+            "services while it runs"
+        )
+    refusal = (
+        f"{codegen.name}'s code does not run here: the {sandboxes.name} sandbox on this machine "
+        "cannot keep code off the host's network and services (databases, this bot)"
+    )
+    opt_in = "Set TRAINBOT_ALLOW_UNISOLATED_CODE=1 to run it anyway"
+    if deps.fallback_codegen is None:
+        raise CodegenError(f"{refusal}. {opt_in}")
+    return deps.fallback_codegen, (
+        f"{refusal}; using the offline {deps.fallback_codegen.name} instead. {opt_in}"
+    )
 
 
 class JobRunner:
@@ -167,8 +196,9 @@ class _Attempt:
                 rows=spec.n_rows,
             )
 
+        codegen, isolation_note = codegen_for_sandbox(self.deps)
         author = CodeAuthor(
-            self.deps.codegen,
+            codegen,
             fallback=self.deps.fallback_codegen,
             max_attempts=settings.codegen_attempts,
             say=lambda kind, message: emit(kind, Stage.CODEGEN, message),
@@ -176,6 +206,9 @@ class _Attempt:
         failure: CodeFailure | None = None
         while True:
             with self._stage(Stage.CODEGEN, "Writing the training script and the app"):
+                if isolation_note:
+                    emit(EventKind.WARNING, Stage.CODEGEN, isolation_note)
+                    isolation_note = ""
                 code = author.write(spec, fetched.resources, failure)
                 self._update(codegen_provider=author.name)
                 self._progress(f"{author.name} wrote {', '.join(sorted(code.files))}")

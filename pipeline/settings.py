@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # cannot tell the plan, and E2B cuts a longer lifetime short without a word.
     e2b_max_lifetime: int = Field(default=3600, ge=600, alias="TRAINBOT_E2B_MAX_LIFETIME")
     allow_private_urls: bool = Field(default=False, alias="TRAINBOT_ALLOW_PRIVATE_URLS")
+    # Lets code an LLM wrote run in a sandbox that cannot cut it off from the network (the
+    # local sandbox without bubblewrap), where it could reach the host's databases and ports.
+    allow_unisolated_code: bool = Field(default=False, alias="TRAINBOT_ALLOW_UNISOLATED_CODE")
     app_ttl: int = Field(default=3600, ge=MIN_APP_LIFETIME, alias="TRAINBOT_APP_TTL")
     max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
     train_timeout: int = Field(default=900, ge=5, alias="TRAINBOT_TRAIN_TIMEOUT")

@@ -186,7 +186,7 @@ class GroqGenerator:
                 temperature=TEMPERATURE,
                 # Reasoning tokens count within it (console.groq.com/docs/reasoning).
                 max_completion_tokens=self.completion_tokens,
-                reasoning_effort=self.traits.reasoning_effort or groq.omit,  # type: ignore[arg-type]
+                reasoning_effort=self.traits.reasoning_effort or groq.omit,
             )
         except groq.APIError as error:
             raise self._translate(error) from error

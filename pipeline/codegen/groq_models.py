@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+# The values the SDK takes (groq/resources/chat/completions.py); each model takes a few.
+ReasoningEffort = Literal["none", "default", "low", "medium", "high"]
 
 
 @dataclass(frozen=True)
 class ModelTraits:
     strict_schema: bool  # structured outputs with `strict: true` (constrained decoding)
-    reasoning_effort: str | None  # sent as `reasoning_effort`; None: not sent
+    reasoning_effort: ReasoningEffort | None  # sent as `reasoning_effort`; None: not sent
 
 
 # In order of preference: the first one a key offers is named when GROQ_MODEL is not offered.

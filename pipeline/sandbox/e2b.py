@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from queue import Empty, SimpleQueue
 from typing import Any
 
 from e2b_code_interpreter import (
@@ -42,9 +41,9 @@ from e2b_code_interpreter import (
 from pipeline.errors import SandboxError
 from pipeline.sandbox.base import CommandResult
 from pipeline.sandbox.e2b_commands import (
-    Output,
     Server,
     Waiter,
+    follow,
     kill_group_command,
     shell_command,
 )
@@ -72,7 +71,6 @@ _SANDBOX_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _LIFETIME_SLACK = 300  # sandbox life beyond a command's timeout: uploads, downloads, app start
 _STREAM_SLACK = 30  # the SDK's stream deadline trails ours: we stop commands ourselves
 _KILL_TIMEOUT = 15  # seconds for the command that kills a process group
-_POLL = 0.2
 
 
 def _sandbox_path(path: str) -> str:
@@ -107,7 +105,7 @@ class E2BSandbox:
         )
         self._app_port = app_port
         self._url_scheme = url_scheme
-        # No later than E2B's own end (it started the clock first); every extension reads it.
+        # A moment after E2B's own end (its clock started during create); extensions read it.
         self._ends = datetime.now(UTC) + timedelta(seconds=lifetime)
         self._server: Server | None = None
         self._stopping = False  # kill() was called: a running command ends as cancelled
@@ -210,7 +208,14 @@ class E2BSandbox:
                     timeout=timeout + _STREAM_SLACK,
                     retain_output=False,  # Output keeps the tails
                 )
-            return self._follow(handle, timeout, emit, should_stop)
+            return follow(
+                handle,
+                timeout=timeout,
+                emit=emit,
+                should_stop=should_stop,
+                stopping=lambda: self._stopping,
+                stop=self._stop,
+            )
 
     def install(self, requirements: list[str], *, timeout: float) -> None:
         """pip-install extra packages, with internet access for the install only."""
@@ -284,66 +289,6 @@ class E2BSandbox:
         self._killed = True
 
     # -- inside ---------------------------------------------------------------------------
-
-    def _follow(
-        self,
-        handle: Any,
-        timeout: float,
-        emit: Callable[[str], None],
-        should_stop: Callable[[], bool] | None,
-    ) -> CommandResult:
-        chunks: SimpleQueue[tuple[str, str]] = SimpleQueue()
-        output = Output()
-        waiter = Waiter(handle, lambda stream, chunk: chunks.put((stream, chunk)), "e2b-run")
-
-        def pump(wait: float) -> None:
-            try:
-                stream, chunk = chunks.get(timeout=wait) if wait > 0 else chunks.get_nowait()
-                while True:
-                    for line in output.feed(stream, chunk):
-                        emit(line)
-                    stream, chunk = chunks.get_nowait()
-            except Empty:
-                pass
-
-        started = last_check = time.monotonic()
-        timed_out = cancelled = False
-        try:
-            while not waiter.done.is_set():
-                pump(_POLL)
-                now = time.monotonic()
-                if now - started >= timeout:
-                    timed_out = True
-                elif self._stopping:
-                    cancelled = True
-                elif should_stop is not None and now - last_check >= _POLL:
-                    last_check = now
-                    cancelled = should_stop()
-                if timed_out or cancelled:
-                    break
-        except BaseException:  # on_output or should_stop failed: leave nothing running
-            self._stop(waiter)
-            raise
-        if timed_out or cancelled:
-            self._stop(waiter)
-        cancelled = cancelled or (self._stopping and not timed_out)  # kill() from elsewhere
-        pump(0)
-        for line in output.flush():
-            emit(line)
-        if not (timed_out or cancelled):
-            if waiter.deadline_passed():  # envd killed the command, but not what it spawned
-                self._stop(waiter)
-                timed_out = True
-            elif waiter.error is not None:
-                error = translate(waiter.error, "run a command in the sandbox")
-                if error.message != GONE:  # only our view of it was lost: it may run on
-                    self._stop(waiter)
-                raise error from waiter.error
-            elif waiter.stopped_by:
-                emit(output.note(f"[sandbox] stopped: {waiter.stopped_by}"))
-        if timed_out or cancelled:
-            return output.result(None, timed_out=timed_out, cancelled=cancelled)
-        return output.result(waiter.exit_code)
 
     def _stop(self, waiter: Waiter) -> None:
         """Kill the command's process group (all it spawned), then the command itself."""

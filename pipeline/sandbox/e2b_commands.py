@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from e2b_code_interpreter import (
@@ -34,6 +36,7 @@ _TAIL_LINES = 200
 _TAIL_CHARS = 20_000
 _MAX_LINE = 64 * 1024
 DRAIN_GRACE = 5.0
+_POLL = 0.2
 
 
 def shell_command(command: list[str]) -> str:
@@ -160,3 +163,71 @@ class Server:
                 self._output.note(f"[sandbox] stopped: {self._waiter.stopped_by}")
             self._result = self._output.result(self._waiter.exit_code)
         return self._result
+
+
+def follow(
+    handle: Any,
+    *,
+    timeout: float,
+    emit: Callable[[str], None],
+    should_stop: Callable[[], bool] | None,
+    stopping: Callable[[], bool],
+    stop: Callable[[Waiter], None],
+) -> CommandResult:
+    """Follow a started command to its end, a timeout or a stop, emitting its output lines.
+
+    `stopping` tells that the sandbox is being killed (the command ends as cancelled); `stop`
+    kills the command and everything it spawned.
+    """
+    chunks: SimpleQueue[tuple[str, str]] = SimpleQueue()
+    output = Output()
+    waiter = Waiter(handle, lambda stream, chunk: chunks.put((stream, chunk)), "e2b-run")
+
+    def pump(wait: float) -> None:
+        try:
+            stream, chunk = chunks.get(timeout=wait) if wait > 0 else chunks.get_nowait()
+            while True:
+                for line in output.feed(stream, chunk):
+                    emit(line)
+                stream, chunk = chunks.get_nowait()
+        except Empty:
+            pass
+
+    started = last_check = time.monotonic()
+    timed_out = cancelled = False
+    try:
+        while not waiter.done.is_set():
+            pump(_POLL)
+            now = time.monotonic()
+            if now - started >= timeout:
+                timed_out = True
+            elif stopping():
+                cancelled = True
+            elif should_stop is not None and now - last_check >= _POLL:
+                last_check = now
+                cancelled = should_stop()
+            if timed_out or cancelled:
+                break
+    except BaseException:  # on_output or should_stop failed: leave nothing running
+        stop(waiter)
+        raise
+    if timed_out or cancelled:
+        stop(waiter)
+    cancelled = cancelled or (stopping() and not timed_out)  # kill() from elsewhere
+    pump(0)
+    for line in output.flush():
+        emit(line)
+    if not (timed_out or cancelled):
+        if waiter.deadline_passed():  # envd killed the command, but not what it spawned
+            stop(waiter)
+            timed_out = True
+        elif waiter.error is not None:
+            error = translate(waiter.error, "run a command in the sandbox")
+            if error.message != GONE:  # only our view of it was lost: it may run on
+                stop(waiter)
+            raise error from waiter.error
+        elif waiter.stopped_by:
+            emit(output.note(f"[sandbox] stopped: {waiter.stopped_by}"))
+    if timed_out or cancelled:
+        return output.result(None, timed_out=timed_out, cancelled=cancelled)
+    return output.result(waiter.exit_code)

@@ -29,13 +29,14 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # bytes read at a time; also the most buffered per direction of a connection
-_MAX_LINKS = 128  # connections relayed at once per app; more wait in the listen backlog
+MAX_LINKS = 128  # connections relayed at once per app; more wait in the listen backlog
 _BACKLOG = 128
 _TICK = 1.0  # seconds between housekeeping checks of a loop
 _PAUSE = 0.5  # seconds the host stops accepting after running out of descriptors
-# After the app has sent its whole answer and closed, the client has this long to close too:
-# a client that never does must not hold one of the `_MAX_LINKS` places for good.
-_LINGER = 5.0
+# Neither a client that never closes after the app's answer (linger) nor one that stops
+# reading or sending altogether (idle) may hold one of the `MAX_LINKS` places for good.
+LINGER = 5.0  # seconds after the app closed and its answer was passed on
+IDLE = 120.0  # seconds without a byte moved either way
 
 
 class _Link:
@@ -47,6 +48,8 @@ class _Link:
         self.outbox = {a: b"", b: b""}  # bytes waiting to be written to that socket
         self.read_eof = {a: False, b: False}
         self.write_eof = {a: False, b: False}
+        self.moved_at = time.monotonic()
+        self.answered_at: float | None = None
 
     def other(self, end: socket.socket) -> socket.socket:
         return self.ends[1] if end is self.ends[0] else self.ends[0]
@@ -82,17 +85,26 @@ class _Link:
         if events & selectors.EVENT_WRITE and self.outbox[end]:
             sent = end.send(self.outbox[end])
             self.outbox[end] = self.outbox[end][sent:]
+            self.moved_at = time.monotonic()
         if events & selectors.EVENT_READ:
             data = end.recv(_CHUNK)
             if data:
                 self.outbox[self.other(end)] += data
             else:
                 self.read_eof[end] = True
+            self.moved_at = time.monotonic()
         for side in self.ends:  # a finished direction is closed for writing
             finished = self.read_eof[self.other(side)] and not self.outbox[side]
             if finished and not self.write_eof[side]:
                 self.write_eof[side] = True
                 side.shutdown(socket.SHUT_WR)
+        if self.answered_at is None and self.answered:
+            self.answered_at = time.monotonic()
+
+    def expired(self, now: float, *, linger: float, idle: float) -> bool:
+        if self.answered_at is not None and now - self.answered_at >= linger:
+            return True
+        return now - self.moved_at >= idle
 
     def close(self) -> None:
         for end in self.ends:
@@ -102,11 +114,13 @@ class _Link:
 class _Pump:
     """Every link of one side, moved by one thread with one selector."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: float = LINGER, idle: float = IDLE) -> None:
         self.selector = selectors.DefaultSelector()
         self.links: dict[socket.socket, _Link] = {}
+        self.tick = min(_TICK, linger, idle)  # how long a loop may wait between expiries
+        self._linger = linger
+        self._idle = idle
         self._registered: dict[socket.socket, int] = {}
-        self._lingering: dict[_Link, float] = {}
 
     @property
     def count(self) -> int:
@@ -132,20 +146,18 @@ class _Pump:
             return True
         if link.done:
             self.drop(link)
-            return True
-        if link.answered and link not in self._lingering:
-            self._lingering[link] = time.monotonic() + _LINGER
-        self._refresh(link)
+        else:
+            self._refresh(link)
         return True
 
     def expire(self) -> None:
-        """Drop connections whose client kept them open too long after the answer."""
+        """Drop connections kept open too long after the answer, or stuck without traffic."""
         now = time.monotonic()
-        for link in [link for link, deadline in self._lingering.items() if deadline <= now]:
-            self.drop(link)
+        for link in self._unique():
+            if link.expired(now, linger=self._linger, idle=self._idle):
+                self.drop(link)
 
     def drop(self, link: _Link) -> None:
-        self._lingering.pop(link, None)
         for end in link.ends:
             self.links.pop(end, None)
             if self._registered.pop(end, None) is not None:
@@ -153,9 +165,12 @@ class _Pump:
         link.close()
 
     def close(self) -> None:
-        for link in {id(link): link for link in self.links.values()}.values():
+        for link in self._unique():
             self.drop(link)
         self.selector.close()
+
+    def _unique(self) -> list[_Link]:
+        return list({id(link): link for link in self.links.values()}.values())
 
     def _refresh(self, link: _Link) -> None:
         for end in link.ends:
@@ -181,7 +196,18 @@ class PortForward:
     `start` runs the forwarding thread, `close` stops it and closes every socket it holds.
     """
 
-    def __init__(self, host: str = "", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        *,
+        max_links: int = MAX_LINKS,
+        linger: float = LINGER,
+        idle: float = IDLE,
+    ) -> None:
+        self._max_links = max_links
+        self._linger = linger
+        self._idle = idle
         self._listener = socket.create_server((host, port), backlog=_BACKLOG)
         self._listener.setblocking(False)
         self.port = int(self._listener.getsockname()[1])
@@ -195,10 +221,13 @@ class PortForward:
     def start(self) -> None:
         """Forward from now on. The relay must have been started with `inside` by now."""
         self.inside.close()  # the relay holds its own copy
-        self._thread = threading.Thread(
-            target=self._run, name=f"sandbox-forward-{self.port}", daemon=True
-        )
-        self._thread.start()
+        with self._lock:
+            if self._stopping:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"sandbox-forward-{self.port}", daemon=True
+            )
+            self._thread.start()
 
     def close(self) -> None:
         """Stop accepting, drop every connection, release the port. Idempotent."""
@@ -208,26 +237,27 @@ class PortForward:
             self._stopping = True
             with contextlib.suppress(OSError):
                 self._wake.send(b"x")
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        if self._thread is None:
+            thread = self._thread
+        if thread is None:
             self._close_sockets()
+        elif thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def _run(self) -> None:
-        pump = _Pump()
+        pump = _Pump(linger=self._linger, idle=self._idle)
         pump.selector.register(self._wake_read, selectors.EVENT_READ)
         accepting, paused_until = False, 0.0
         try:
             while not self._stopping:
                 pump.expire()
-                want = pump.count < _MAX_LINKS and time.monotonic() >= paused_until
+                want = pump.count < self._max_links and time.monotonic() >= paused_until
                 if want != accepting:
                     if want:
                         pump.selector.register(self._listener, selectors.EVENT_READ)
                     else:
                         pump.selector.unregister(self._listener)
                     accepting = want
-                for key, events in pump.selector.select(_TICK):
+                for key, events in pump.selector.select(pump.tick):
                     if key.fileobj is self._listener:
                         if not self._accept(pump):
                             paused_until = time.monotonic() + _PAUSE
@@ -241,7 +271,7 @@ class PortForward:
 
     def _accept(self, pump: _Pump) -> bool:
         """Hand waiting clients to the relay; False when out of file descriptors."""
-        while pump.count < _MAX_LINKS:
+        while pump.count < self._max_links:
             try:
                 client, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -287,7 +317,7 @@ def _relay(control: socket.socket, port: int) -> None:
     pump.selector.register(control, selectors.EVENT_READ)
     while True:
         pump.expire()
-        for key, events in pump.selector.select(_TICK):
+        for key, events in pump.selector.select(pump.tick):
             if key.fileobj is not control:
                 pump.handle(key.fileobj, events)  # type: ignore[arg-type]
                 continue

@@ -71,14 +71,9 @@ from e2b.sandbox.filesystem.filesystem import FileStreamReader
 from e2b.sandbox.main import SandboxBase
 from e2b.sandbox.utils import class_method_variant
 
-from tests.fakes.e2b_commands import (
-    EndWithoutEndEvent,
-    FakeCommandHandle,
-    FakeCommands,
-    dropped_connection,
-)
+from tests.fakes.e2b_commands import EndWithoutEndEvent, FakeCommands, dropped_connection
 
-__all__ = ["EndWithoutEndEvent", "FakeCommandHandle", "FakeE2BSandbox", "dropped_connection"]
+__all__ = ["EndWithoutEndEvent", "FakeE2BSandbox", "dropped_connection"]
 
 Failure = BaseException | list[BaseException] | None
 HOBBY = 3600  # seconds: the Hobby plan's cap (Pro: 86_400), the SDK's set_timeout docstring

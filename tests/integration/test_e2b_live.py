@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +30,16 @@ CONNECT_OUT = [
 ]
 
 
-def test_a_real_sandbox_runs_code_and_serves_an_app() -> None:
+# A child that would outlive its command if only the command's own process were killed.
+SPAWNS_A_CHILD = [
+    "python",
+    "-c",
+    "import subprocess, time; subprocess.Popen(['sleep', '301']); print('up', flush=True); "
+    "time.sleep(120)",
+]
+
+
+def test_a_real_sandbox_runs_code_and_serves_an_app(tmp_path: Path) -> None:
     provider = E2BSandboxProvider(api_key=os.environ["E2B_API_KEY"])
     sandbox = provider.create(job_id="trainbot-live-test", timeout=120)
     try:
@@ -36,6 +47,17 @@ def test_a_real_sandbox_runs_code_and_serves_an_app() -> None:
         assert sandbox.read_file("hello.txt") == b"hi"
         with pytest.raises(FileNotFoundError):
             sandbox.read_file("missing.txt")
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(8 * 1024 * 1024))
+        sandbox.write_file_from("big.bin", big)
+        sandbox.read_file_to("big.bin", tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+        with pytest.raises(FileNotFoundError):
+            sandbox.read_file_to("missing.txt", tmp_path / "missing.txt")
+
+        stopped = sandbox.run(SPAWNS_A_CHILD, timeout=3)
+        assert stopped.timed_out
+        assert sandbox.run(["pgrep", "-f", "sleep 301"], timeout=30).exit_code == 1
 
         lines: list[str] = []
         result = sandbox.run(["python", "-c", "print(1)"], timeout=60, on_output=lines.append)
@@ -59,7 +81,8 @@ def test_a_real_sandbox_runs_code_and_serves_an_app() -> None:
                 pass
             time.sleep(1)
         assert body == b"hello"
-        sandbox.extend(300)
+        ends = sandbox.extend(300)
+        assert timedelta(seconds=240) < ends - datetime.now(UTC) <= timedelta(seconds=300)
     finally:
         sandbox.kill()
     assert provider.kill(sandbox.id) is False

@@ -602,10 +602,13 @@ def test_the_forwarded_port_carries_many_connections_at_once_and_closes_cleanly(
 
     try:
         assert wait_until(up), sandbox.server_exited()
+        serving = len(_open_fds())
         # More at once than the forwarder relays at a time (128): the rest wait their turn.
         with ThreadPoolExecutor(max_workers=200) as pool:
             sizes = [100_000] * 600 + [8 * 1024 * 1024] * 2
             assert all(pool.map(echo, sizes))
+        # Every finished connection is let go while the app keeps serving.
+        assert wait_until(lambda: len(_open_fds()) <= serving, 10), len(_open_fds()) - serving
     finally:
         sandbox.kill()
 

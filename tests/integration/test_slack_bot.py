@@ -225,6 +225,12 @@ def test_uploaded_csv_is_downloaded_with_the_bot_token_and_trained(
             "dataset_url",
             "not a valid link",
         ),
+        (
+            {"name": "x", "dataset_url": "http://[::1/a.csv", "target": "y"},
+            "dataset_url",
+            "not a valid link",
+        ),
+        ({"name": "x", "dataset": "iris", "resources": "http://[::1/notes"}, "resources", "http"),
         ({"name": "x", "dataset_url": "https://data.example.com/a.csv"}, "target", "column"),
         (
             {

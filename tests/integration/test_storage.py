@@ -314,6 +314,13 @@ def test_list_jobs_filters_and_orders_newest_first(engine: Engine) -> None:
         assert [j.id for j in queries.list_jobs(session, channel_id="C1")] == [second, first]
         assert [j.id for j in queries.list_jobs(session, requested_by="U9")] == [second]
         assert len(queries.list_jobs(session, statuses=[JobStatus.QUEUED])) == 3
+        # count_jobs counts what list_jobs finds without its limit, with the same filters
+        assert len(queries.list_jobs(session, channel_id="C1", limit=1)) == 1
+        assert queries.count_jobs(session, channel_id="C1") == 2
+        assert queries.count_jobs(session, channel_id="C1", requested_by="U9") == 1
+        assert queries.count_jobs(session, statuses=[JobStatus.QUEUED]) == 3
+        assert queries.count_jobs(session, statuses=[JobStatus.LIVE]) == 0
+        assert queries.count_jobs(session) == 3
 
 
 def test_0002_keeps_existing_jobs_and_marks_them_as_cli(empty_db_url: str) -> None:

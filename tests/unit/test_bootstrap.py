@@ -100,3 +100,12 @@ def test_groq_gets_the_template_as_its_fallback(
         settings(tmp_path, monkeypatch), sink=RecordingSink(), engine=make_engine("sqlite://")
     )
     assert offline.deps.fallback_codegen is None
+
+
+def test_the_e2b_plans_cap_comes_from_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hobby = build_sandboxes(settings(tmp_path, monkeypatch, E2B_API_KEY="e2b_x"))
+    assert hobby.max_lifetime == 3600
+    pro = settings(tmp_path, monkeypatch, E2B_API_KEY="e2b_x", TRAINBOT_E2B_MAX_LIFETIME="86400")
+    assert build_sandboxes(pro).max_lifetime == 86400
