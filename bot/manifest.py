@@ -57,7 +57,13 @@ def app_manifest(*, socket: bool, url: str | None = None) -> dict[str, Any]:
             "background_color": "#2c3e50",
         },
         "features": {
-            "app_home": {"home_tab_enabled": True, "messages_tab_enabled": False},
+            # The Messages tab stays on (read-only): when the bot cannot post in a channel it
+            # sends the card to the requester's DM, which lives in that tab.
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": True,
+            },
             "bot_user": {"display_name": APP_NAME, "always_online": True},
             "slash_commands": [command],
         },

@@ -87,7 +87,7 @@ def bootstrap(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codegen = codegen or build_codegen(settings)
     if isinstance(codegen, CheckedAtStart):
-        codegen.check_at_start()  # once per process, briefly; a failed check only logs
+        codegen.start_check()  # once per process, in the background; a failed check only logs
     deps = PipelineDeps(
         engine=engine or build_engine(settings),
         settings=settings,

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from pipeline.events import Event, EventKind, ProgressSink
 from storage import queries
@@ -35,6 +36,18 @@ class JobRecorder:
             self._store(event)
         self.sink.publish(event)
 
+    def emit_in(
+        self, session: Session, kind: EventKind, stage: str, message: str, **data: Any
+    ) -> Event:
+        """Stores an event in the caller's transaction, so that whoever sees the change it
+        belongs to (a job that failed) also sees its event. `announce` it after the commit."""
+        event = Event(job_id=self.job_id, kind=kind, stage=stage, message=message, data=data)
+        _add(session, event)
+        return event
+
+    def announce(self, event: Event) -> None:
+        self.sink.publish(event)
+
     def _should_store(self, event: Event) -> bool:
         if event.kind != EventKind.LOG:
             return True
@@ -48,12 +61,16 @@ class JobRecorder:
 
     def _store(self, event: Event) -> None:
         with session_scope(self.engine) as session:
-            queries.add_event(
-                session,
-                job_id=event.job_id,
-                kind=event.kind.value,
-                stage=event.stage,
-                message=event.message,
-                data=event.data,
-                at=event.at,
-            )
+            _add(session, event)
+
+
+def _add(session: Session, event: Event) -> None:
+    queries.add_event(
+        session,
+        job_id=event.job_id,
+        kind=event.kind.value,
+        stage=event.stage,
+        message=event.message,
+        data=event.data,
+        at=event.at,
+    )

@@ -125,9 +125,13 @@ class JobRunner:
                 queries.transition(
                     session, job_id=recorder.job_id, to=JobStatus.FAILED, error=reason
                 )
+                # In the same transaction: a reader that sees "failed" also sees why.
+                event = recorder.emit_in(
+                    session, EventKind.FAILED, stage, reason, status="failed", detail=detail
+                )
         except IllegalTransition:
             return  # cancelled meanwhile: the cancel wins
-        recorder.emit(EventKind.FAILED, stage, reason, status="failed", detail=detail)
+        recorder.announce(event)
 
     def _finish(self, recorder: JobRecorder, status: JobStatus, message: str) -> None:
         with session_scope(self.deps.engine) as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,6 +90,7 @@ class CodeGenerator(Protocol):
 class CheckedAtStart(Protocol):
     """A generator that checks its configuration against its service once, at start."""
 
-    def check_at_start(self) -> None:
-        """Logs what is wrong (and remembers it for the jobs); never raises."""
+    def start_check(self) -> threading.Thread:
+        """Starts the check in the background: logs what is wrong (and remembers it for the
+        jobs, which wait for the verdict); never raises."""
         ...

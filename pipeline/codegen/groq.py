@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,12 +111,33 @@ class GroqGenerator:
         self._client = client or groq.Groq(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
+        # Clear while a check started by `start_check` runs: a job waits for its verdict.
+        self._checked = threading.Event()
+        self._checked.set()
 
     # -- at start ----------------------------------------------------------------------------
+
+    def start_check(self) -> threading.Thread:
+        """Runs `check_at_start` in the background, so that no process waits on Groq to start
+        (a CLI command that never asks Groq for code included); the first job waits for it."""
+        self._checked.clear()
+        thread = threading.Thread(target=self.check_at_start, name="groq-model-check", daemon=True)
+        thread.start()
+        return thread
+
+    def wait_for_check(self) -> bool:
+        """Waits (boundedly) for a check `start_check` began; True once none is running."""
+        return self._checked.wait(self.check_timeout + 1.0)
 
     def check_at_start(self) -> None:
         """Checks the model against the models this key can use. Logs what it finds and
         never raises: a service whose check failed still starts and tries Groq per job."""
+        try:
+            self._check()
+        finally:
+            self._checked.set()
+
+    def _check(self) -> None:
         try:
             client = self._client.with_options(timeout=self.check_timeout, max_retries=0)
             listing = client.models.list()
@@ -160,6 +182,7 @@ class GroqGenerator:
         return int(self.completion_tokens * share * CHARS_PER_TOKEN) // 1_000 * 1_000
 
     def _ask(self, build: Callable[[Allowance], list[Message]]) -> GeneratedCode:
+        self.wait_for_check()
         if self.unavailable:
             raise CodegenUnavailable(self.unavailable)
         try:

@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+from functools import cache
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -307,28 +308,38 @@ def relay_command(python: str, *, control_fd: int, port: int, command: list[str]
 
     -I: the relay imports nothing from the app's directory, which the code could fill.
     """
-    source = Path(__file__).read_text(encoding="utf-8")
-    return [python, "-I", "-c", source, str(control_fd), str(port), "--", *command]
+    return [python, "-I", "-c", _own_source(), str(control_fd), str(port), "--", *command]
 
 
-def _relay(control: socket.socket, port: int) -> None:
-    """Inside the sandbox: connect each socket the host passes to the app on `port`."""
+@cache
+def _own_source() -> str:
+    return Path(__file__).read_text(encoding="utf-8")
+
+
+def run_relay(control: socket.socket, port: int) -> None:
+    """Inside the sandbox: connect each socket the host passes to the app on `port`.
+
+    Returns when the host stops forwarding (the app is being stopped).
+    """
     pump = _Pump()
     pump.selector.register(control, selectors.EVENT_READ)
-    while True:
-        pump.expire()
-        for key, events in pump.selector.select(pump.tick):
-            if key.fileobj is not control:
-                pump.handle(key.fileobj, events)  # type: ignore[arg-type]
-                continue
-            try:
-                message, fds, _flags, _address = socket.recv_fds(control, 16, 4)
-            except (BlockingIOError, InterruptedError):
-                continue
-            if not message and not fds:
-                return  # the host stopped forwarding: the app is being stopped
-            for fd in fds:
-                _connect_to_app(pump, socket.socket(fileno=fd), port)
+    try:
+        while True:
+            pump.expire()
+            for key, events in pump.selector.select(pump.tick):
+                if key.fileobj is not control:
+                    pump.handle(key.fileobj, events)  # type: ignore[arg-type]
+                    continue
+                try:
+                    message, fds, _flags, _address = socket.recv_fds(control, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                if not message and not fds:
+                    return
+                for fd in fds:
+                    _connect_to_app(pump, socket.socket(fileno=fd), port)
+    finally:
+        pump.close()
 
 
 def _connect_to_app(pump: _Pump, client: socket.socket, port: int) -> None:
@@ -361,7 +372,7 @@ def _start_relay(control_fd: int, port: int) -> None:
                 null = os.open(os.devnull, os.O_RDWR)
                 os.dup2(null, 0)
                 os.dup2(null, 1)
-            _relay(control, port)
+            run_relay(control, port)
     except BaseException as error:  # noqa: BLE001 - the relay's last word goes to the app log
         print(f"[sandbox] port relay stopped: {error!r}", file=sys.stderr, flush=True)
     finally:

@@ -249,6 +249,8 @@ def test_a_retired_model_is_named_at_start_and_in_each_job_thread(
     )
     with caplog.at_level(logging.WARNING, logger="pipeline.codegen.groq"):
         services = start_services(sqlite_engine, settings)
+        generator = services.deps.codegen
+        assert isinstance(generator, GroqGenerator) and generator.wait_for_check()
     try:
         assert [r.getMessage() for r in caplog.records] == [expected]
         job_ids = [submit(services, dataset_source="iris", goal="iris") for _ in range(2)]

@@ -109,3 +109,26 @@ def test_the_e2b_plans_cap_comes_from_its_setting(
     assert hobby.max_lifetime == 3600
     pro = settings(tmp_path, monkeypatch, E2B_API_KEY="e2b_x", TRAINBOT_E2B_MAX_LIFETIME="86400")
     assert build_sandboxes(pro).max_lifetime == 86400
+
+
+def test_a_groq_that_never_answers_does_not_hold_the_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It accepts connections and never answers: the check waits its whole timeout, in the
+    # background, while the process starts at once (a CLI command never waits on Groq).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("GROQ_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        services = bootstrap(
+            settings(tmp_path, monkeypatch, GROQ_API_KEY="gsk_x"),
+            sink=RecordingSink(),
+            engine=make_engine("sqlite://"),
+        )
+        assert time.monotonic() - started < 1.0
+        generator = services.deps.codegen
+        assert isinstance(generator, GroqGenerator)
+        assert generator.wait_for_check()  # the check gives up after its own short timeout
+        assert time.monotonic() - started < generator.check_timeout + 2.0
+        assert generator.unavailable == ""  # an unanswered check is no verdict
