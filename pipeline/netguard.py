@@ -116,7 +116,7 @@ def parse_link(text: str, base: httpx.URL | None = None) -> httpx.URL:
 
 
 def _library_reason(exc: Exception) -> str:
-    """httpx's reason, which names the part of the link at fault, without its jargon."""
+    """httpx's reason (it names the part of the link at fault) as a clause of our message."""
     if isinstance(exc, UnicodeError) or "IDNA" in str(exc):
         return "its host name is not a valid internationalised name"
     reason = str(exc).rstrip(".") or "it cannot be read as a link"
