@@ -188,39 +188,31 @@ class SlackNotifier:
         self, channel: str, user: str, message: blocks.Message, snap: JobSnapshot
     ) -> Any:
         metadata = blocks.card_metadata(snap)
-        try:
+
+        def post(to: str) -> Any:
             return self._write(
-                channel,
+                to,
                 self.client.chat_postMessage,
-                channel=channel,
+                channel=to,
                 metadata=metadata,
                 **message.as_kwargs(),
             )
+
+        try:
+            return post(channel)
         except SlackApiError as error:
             if error.response.get("error") not in CHANNEL_FALLBACK_ERRORS:
                 raise
         # The bot is not in the channel: join it if it is public, else tell the person directly.
         if self._join(channel):
             try:
-                return self._write(
-                    channel,
-                    self.client.chat_postMessage,
-                    channel=channel,
-                    metadata=metadata,
-                    **message.as_kwargs(),
-                )
+                return post(channel)
             except SlackApiError:
                 pass
         log.info(
             "cannot post in %s; sending job %s to <@%s> directly", channel, snap.short_id, user
         )
-        return self._write(
-            user,
-            self.client.chat_postMessage,
-            channel=user,
-            metadata=metadata,
-            **message.as_kwargs(),
-        )
+        return post(user)
 
     def _flush_due_cards(self) -> None:
         now = time.monotonic()

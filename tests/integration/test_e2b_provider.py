@@ -6,7 +6,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -31,35 +30,22 @@ from pipeline.stages.train import run_training, upload_job_files
 from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.e2b_sdk import FakeE2BSandbox
+from tests.support import e2b as shared
 from tests.support import pipeline as jobs
-from tests.support.e2b import API_KEY, answers, fake_of, make_provider, process_alive, wait_for
+from tests.support.e2b import (
+    API_KEY,
+    answers,
+    fake_of,
+    make_provider,
+    process_alive,
+    wait_for,
+)
 from tests.support.sandbox_code import HELLO_SERVER, SERVICE_SECRETS
 
+# The fixtures both E2B modules use, defined once in tests/support/e2b.py.
+sdk, sleeps, provider, sandbox = shared.sdk, shared.sleeps, shared.provider, shared.sandbox
+
 PRINT_ENV = ["python", "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
-
-
-@pytest.fixture
-def sdk(tmp_path: Path) -> Iterator[type[FakeE2BSandbox]]:
-    fake = FakeE2BSandbox.fresh(tmp_path / "e2b")
-    yield fake
-    fake.kill_all()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def provider(sdk: type[FakeE2BSandbox], sleeps: list[float]) -> E2BSandboxProvider:
-    return make_provider(sdk, sleeps)
-
-
-@pytest.fixture
-def sandbox(provider: E2BSandboxProvider) -> Iterator[E2BSandbox]:
-    box = provider.create(job_id="job-1", timeout=120)
-    yield box
-    box.kill()
 
 
 # -- the whole path --------------------------------------------------------------------------

@@ -5,7 +5,6 @@ that reach only a command's own process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,36 +20,22 @@ from pipeline.stages.train import run_training, upload_job_files
 from storage.db import make_engine, upgrade
 from storage.states import JobStatus
 from tests.fakes.e2b_sdk import EndWithoutEndEvent, FakeE2BSandbox, dropped_connection
+from tests.support import e2b as shared
 from tests.support import pipeline as jobs
-from tests.support.e2b import answers, fake_of, make_provider, process_alive, wait_for
+from tests.support.e2b import (
+    answers,
+    fake_of,
+    make_provider,
+    process_alive,
+    wait_for,
+)
 from tests.support.sandbox_code import HELLO_SERVER
+
+# The fixtures both E2B modules use, defined once in tests/support/e2b.py.
+sdk, sleeps, provider, sandbox = shared.sdk, shared.sleeps, shared.provider, shared.sandbox
 
 HOUR = 3600
 LOST = "the connection to the E2B sandbox broke while trying to"
-
-
-@pytest.fixture
-def sdk(tmp_path: Path) -> Iterator[type[FakeE2BSandbox]]:
-    fake = FakeE2BSandbox.fresh(tmp_path / "e2b")
-    yield fake
-    fake.kill_all()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def provider(sdk: type[FakeE2BSandbox], sleeps: list[float]) -> E2BSandboxProvider:
-    return make_provider(sdk, sleeps)
-
-
-@pytest.fixture
-def sandbox(provider: E2BSandboxProvider) -> Iterator[E2BSandbox]:
-    box = provider.create(job_id="job-1", timeout=120)
-    yield box
-    box.kill()
 
 
 def close_to(when: datetime, expected: datetime, seconds: float = 5.0) -> bool:

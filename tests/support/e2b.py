@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from pipeline.sandbox.e2b import E2BSandbox, E2BSandboxProvider
 from tests.fakes.e2b_sdk import FakeE2BSandbox
@@ -61,3 +63,30 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- fixtures shared by the E2B test modules (imported there by name) -------------------------
+
+
+@pytest.fixture
+def sdk(tmp_path: Path) -> Iterator[type[FakeE2BSandbox]]:
+    fake = FakeE2BSandbox.fresh(tmp_path / "e2b")
+    yield fake
+    fake.kill_all()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def provider(sdk: type[FakeE2BSandbox], sleeps: list[float]) -> E2BSandboxProvider:
+    return make_provider(sdk, sleeps)
+
+
+@pytest.fixture
+def sandbox(provider: E2BSandboxProvider) -> Iterator[E2BSandbox]:
+    box = provider.create(job_id="job-1", timeout=120)
+    yield box
+    box.kill()
