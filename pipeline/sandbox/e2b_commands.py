@@ -28,13 +28,11 @@ from e2b_code_interpreter import (
 )
 
 from pipeline.errors import SandboxError
+from pipeline.limits import OUTPUT_MAX_LINE, OUTPUT_TAIL_CHARS, OUTPUT_TAIL_LINES
 from pipeline.sandbox.base import CommandResult
 from pipeline.sandbox.e2b_errors import GONE, SDK_ERRORS, translate
 
 _PYTHON_NAMES = frozenset({"python", "python3"})
-_TAIL_LINES = 200
-_TAIL_CHARS = 20_000
-_MAX_LINE = 64 * 1024
 DRAIN_GRACE = 5.0
 _POLL = 0.2
 
@@ -61,12 +59,12 @@ class Output:
     def __init__(self) -> None:
         self._partial = {"stdout": "", "stderr": ""}
         self._tails: dict[str, deque[str]] = {
-            name: deque(maxlen=_TAIL_LINES) for name in self._partial
+            name: deque(maxlen=OUTPUT_TAIL_LINES) for name in self._partial
         }
 
     def feed(self, stream: str, chunk: str) -> list[str]:
         *lines, rest = (self._partial[stream] + chunk).split("\n")
-        if len(rest) > _MAX_LINE:
+        if len(rest) > OUTPUT_MAX_LINE:
             lines.append(rest)
             rest = ""
         self._partial[stream] = rest
@@ -86,7 +84,7 @@ class Output:
         return line
 
     def tail(self, stream: str) -> str:
-        return "\n".join(self._tails[stream])[-_TAIL_CHARS:]
+        return "\n".join(self._tails[stream])[-OUTPUT_TAIL_CHARS:]
 
     def result(self, exit_code: int | None, **flags: bool) -> CommandResult:
         return CommandResult(

@@ -26,13 +26,11 @@ from queue import SimpleQueue
 from typing import Any
 
 from pipeline.errors import SandboxError
+from pipeline.limits import OUTPUT_MAX_LINE, OUTPUT_TAIL_CHARS, OUTPUT_TAIL_LINES
 from pipeline.sandbox.base import CommandResult
 
 log = logging.getLogger(__name__)
 
-_TAIL_LINES = 200
-_TAIL_CHARS = 20_000
-_MAX_LINE = 64 * 1024
 POLL = 0.2  # seconds between looks at a running process
 DRAIN_GRACE = 2.0  # seconds a killed process's pipes get to drain
 _MB = 1024 * 1024
@@ -165,8 +163,8 @@ class Proc:
         self.pgid = popen.pid  # start_new_session: the child leads its own group
         self.start_time = _start_time(popen.pid) or "-"
         self.tails: dict[str, deque[str]] = {
-            "stdout": deque(maxlen=_TAIL_LINES),
-            "stderr": deque(maxlen=_TAIL_LINES),
+            "stdout": deque(maxlen=OUTPUT_TAIL_LINES),
+            "stderr": deque(maxlen=OUTPUT_TAIL_LINES),
         }
         self._partial = {"stdout": b"", "stderr": b""}
         self._lock = threading.Lock()
@@ -198,9 +196,9 @@ class Proc:
                 self._selector.unregister(key.fd)
                 chunk = b"\n" if self._partial[name] else b""
             *complete, rest = (self._partial[name] + chunk).split(b"\n")
-            while len(rest) > _MAX_LINE:
-                complete.append(rest[:_MAX_LINE])
-                rest = rest[_MAX_LINE:]
+            while len(rest) > OUTPUT_MAX_LINE:
+                complete.append(rest[:OUTPUT_MAX_LINE])
+                rest = rest[OUTPUT_MAX_LINE:]
             self._partial[name] = rest
             for raw in complete:
                 line = raw.decode("utf-8", "replace").rstrip("\r")
@@ -245,7 +243,7 @@ class Proc:
         return code
 
     def tail(self, name: str) -> str:
-        return "\n".join(self.tails[name])[-_TAIL_CHARS:]
+        return "\n".join(self.tails[name])[-OUTPUT_TAIL_CHARS:]
 
 
 class Groups:
