@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.listeners import actions, commands, events, views
+from bot.listeners import actions, commands, events, reading, views
 from bot.service import BotContext
 
 
@@ -19,6 +21,10 @@ def build_app(ctx: BotContext, client: WebClient) -> App:
         # up (and answers /healthz) even while Slack is unreachable.
         token_verification_enabled=False,
     )
+    # Every payload is read into a typed request before any listener runs (Bolt's own
+    # middleware, which checks the signature and answers url_verification, comes first).
+    answers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="unreadable-answers")
+    app.middleware(reading.ReadRequest(answers))
     for listeners in (commands, views, actions, events):
         listeners.register(app, ctx)
     return app

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from bot.payloads import EnvelopeError, check_envelope
+
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
@@ -60,9 +62,14 @@ def slack_gate(
                 raise Refusal(405, "not a POST", {"error": "Slack sends POST requests only"})
             body = read_body(environ, max_body_bytes)
             verify_signature(environ, body, signing_secret, clock())
-            body.decode("utf-8")  # Bolt reads the body as text; Slack only sends UTF-8
+            # Bolt reads the body as text (Slack only sends UTF-8), then parses and indexes
+            # it before any listener runs: what it could not read stops here.
+            check_envelope(body.decode("utf-8"), environ.get("CONTENT_TYPE"))
         except UnicodeDecodeError:
             return _refuse(environ, start_response, Refusal(400, "body is not UTF-8", _NOT_UTF8))
+        except EnvelopeError as error:
+            refusal = Refusal(400, str(error), _UNREADABLE)
+            return _refuse(environ, start_response, refusal)
         except Refusal as refusal:
             return _refuse(environ, start_response, refusal)
         environ["wsgi.input"] = io.BytesIO(body)  # read once above; Bolt reads it again
@@ -73,6 +80,7 @@ def slack_gate(
 
 
 _NOT_UTF8 = {"error": "the request body is not UTF-8"}
+_UNREADABLE = {"error": "the request body could not be read"}
 
 
 def read_body(environ: dict[str, Any], max_bytes: int) -> bytes:

@@ -23,6 +23,7 @@ from pipeline.errors import CodegenError, DeployError, JobCancelled, PipelineErr
 from pipeline.events import EventKind, ProgressSink
 from pipeline.expiry import early_stop_warning
 from pipeline.netguard import UrlGuard
+from pipeline.quoting import quote
 from pipeline.recorder import JobRecorder
 from pipeline.sandbox.base import Sandbox, SandboxProvider
 from pipeline.settings import Settings
@@ -193,7 +194,7 @@ class _Attempt:
             spec = dataset.spec
             self._update(task_type=spec.task.value, target_column=spec.target)
             self._progress(
-                f"{dataset.source_description}: {spec.task.value} of '{spec.target}', "
+                f"{dataset.source_description}: {spec.task.value} of {quote(spec.target)}, "
                 f"{len(spec.columns) - 1} feature columns",
                 task=spec.task.value,
                 target=spec.target,

@@ -2,37 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.ids import OPEN_APP_ACTION, ActionId
+from bot.listeners.reading import request_of
+from bot.payloads import BlockAction
 from bot.service import ActionRefused, BotContext, cancel_job, retry_job
 from storage.queries import JobLookupError
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, ctx: BotContext) -> None:
     @app.action(ActionId.CANCEL_JOB.value)
-    def handle_cancel_button(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
-    ) -> None:
+    def handle_cancel_button(ack: Ack, context: dict[str, Any], client: WebClient) -> None:
         ack()
+        click: BlockAction = request_of(context)
         try:
-            cancel_job(ctx, action["value"], by=body["user"]["id"])
+            cancel_job(ctx, click.value or "", by=click.user_id)
         except (JobLookupError, ActionRefused) as error:
-            _tell(client, body, f"{error}.")
+            _tell(client, click, f"{error}.")
 
     @app.action(ActionId.RETRY_JOB.value)
-    def handle_retry_button(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
-    ) -> None:
+    def handle_retry_button(ack: Ack, context: dict[str, Any], client: WebClient) -> None:
         ack()
+        click: BlockAction = request_of(context)
         try:
-            retry_job(ctx, action["value"], body["user"]["id"])
+            retry_job(ctx, click.value or "", click.user_id)
         except (JobLookupError, ActionRefused) as error:
-            _tell(client, body, f"{error}.")
+            _tell(client, click, f"{error}.")
 
     # A link button still sends an action; it only needs an ack. Home tab buttons carry
     # a position suffix so their ids stay unique within the view.
@@ -41,8 +45,12 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
 
 
-def _tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    channel = (body.get("channel") or {}).get("id") or body["user"]["id"]
-    client.chat_postEphemeral(
-        channel=channel, user=body["user"]["id"], **blocks.error_message(text).as_kwargs()
-    )
+def _tell(client: WebClient, click: BlockAction, text: str) -> None:
+    try:
+        client.chat_postEphemeral(
+            channel=click.channel_id or click.user_id,
+            user=click.user_id,
+            **blocks.error_message(text).as_kwargs(),
+        )
+    except SlackApiError as error:  # after the ack there is no one else to tell
+        log.warning("could not tell %s: %s", click.user_id, error.response.get("error"))

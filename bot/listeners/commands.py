@@ -13,6 +13,8 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.ids import TRAIN_COMMAND
 from bot.limits import LIST_JOBS
+from bot.listeners.reading import request_of
+from bot.payloads import SlashCommand
 from bot.service import (
     ActionRefused,
     BotContext,
@@ -33,8 +35,9 @@ BUILTIN_CHOICES = [(key, key.replace("_", " ")) for key in BUILTIN_DATASETS]
 
 def register(app: App, ctx: BotContext) -> None:
     @app.command(TRAIN_COMMAND)
-    def handle_train_command(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
-        words = (command.get("text") or "").split()
+    def handle_train_command(ack: Ack, context: dict[str, Any], client: WebClient) -> None:
+        command: SlashCommand = request_of(context)
+        words = command.text.split()
         if not words:
             ack()
             open_train_modal(client, ctx, command)
@@ -51,21 +54,21 @@ def register(app: App, ctx: BotContext) -> None:
         ack(**message.as_kwargs())
 
 
-def open_train_modal(client: WebClient, ctx: BotContext, command: dict[str, Any]) -> None:
+def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) -> None:
     view = blocks.train_modal(
-        channel_id=command.get("channel_id", ""),
+        channel_id=command.channel_id,
         builtins=BUILTIN_CHOICES,
         max_upload_mb=ctx.services.settings.max_dataset_mb,
         default_lifetime=ctx.default_lifetime,
         max_lifetime=ctx.max_lifetime,
     )
     try:
-        client.views_open(trigger_id=command["trigger_id"], view=view)
+        client.views_open(trigger_id=command.trigger_id, view=view)
     except SlackApiError as error:
         log.warning("views.open failed: %s", error.response.get("error"))
         client.chat_postEphemeral(
-            channel=command["channel_id"],
-            user=command["user_id"],
+            channel=command.channel_id,
+            user=command.user_id,
             **blocks.error_message(
                 f"Slack did not open the form ({error.response.get('error')}); "
                 f"run `{TRAIN_COMMAND}` again."
@@ -73,38 +76,38 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: dict[str, Any]
         )
 
 
-def _help(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+def _help(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     return blocks.help_message()
 
 
-def _status(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+def _status(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     if args:
         return blocks.status_message(find_snapshot(ctx, args[0]))
-    latest = latest_snapshot(ctx, command["user_id"])
+    latest = latest_snapshot(ctx, command.user_id)
     if latest is None:
         return blocks.error_message(f"You have no jobs yet. Start one with `{TRAIN_COMMAND}`.")
     return blocks.status_message(latest)
 
 
-def _list(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
-    channel = command.get("channel_id", "")
+def _list(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+    channel = command.channel_id
     page = recent_jobs(ctx, channel_id=channel, limit=LIST_JOBS)
     return blocks.list_message(page.snapshots, channel, total=page.total)
 
 
-def _cancel(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
-    job = cancel_job(ctx, _job_ref(args, "cancel"), by=command["user_id"])
+def _cancel(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+    job = cancel_job(ctx, _job_ref(args, "cancel"), by=command.user_id)
     return blocks.note_reply(f"Job {job.short_id} is cancelled.")
 
 
-def _retry(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
-    job = retry_job(ctx, _job_ref(args, "retry"), command["user_id"])
+def _retry(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+    job = retry_job(ctx, _job_ref(args, "retry"), command.user_id)
     return blocks.note_reply(
         f"Retrying as job {job.short_id} (attempt {job.attempt}); its card follows in the channel."
     )
 
 
-def _logs(ctx: BotContext, command: dict[str, Any], args: list[str]) -> blocks.Message:
+def _logs(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     snap, lines, total = log_lines(ctx, _job_ref(args, "logs"))
     return blocks.logs_message(snap, lines, total)
 
@@ -120,7 +123,7 @@ def _usage_error(text: str) -> blocks.Message:
     return blocks.Message(text=text, blocks=blocks.error_message(text).blocks + help_text.blocks)
 
 
-SUBCOMMANDS: dict[str, Callable[[BotContext, dict[str, Any], list[str]], blocks.Message]] = {
+SUBCOMMANDS: dict[str, Callable[[BotContext, SlashCommand, list[str]], blocks.Message]] = {
     "help": _help,
     "status": _status,
     "list": _list,

@@ -9,15 +9,17 @@ from slack_sdk import WebClient
 
 from bot import blocks
 from bot.limits import HOME_JOBS
+from bot.listeners.reading import request_of
+from bot.payloads import HomeOpened
 from bot.service import BotContext, recent_jobs
 
 
 def register(app: App, ctx: BotContext) -> None:
     @app.event("app_home_opened")
-    def handle_app_home_opened(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") != "home":
+    def handle_app_home_opened(context: dict[str, Any], client: WebClient) -> None:
+        opened: HomeOpened = request_of(context)
+        if opened.tab != "home":
             return
-        user = event["user"]
-        page = recent_jobs(ctx, user_id=user, limit=HOME_JOBS)
+        page = recent_jobs(ctx, user_id=opened.user_id, limit=HOME_JOBS)
         view = blocks.home_view(page.snapshots, total=page.total)
-        client.views_publish(user_id=user, view=view)
+        client.views_publish(user_id=opened.user_id, view=view)

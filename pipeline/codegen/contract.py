@@ -32,6 +32,17 @@ The pipeline writes into the sandbox working directory:
   Columns listed under "dropped" are accepted in rows and ignored; unknown columns, a
   column given twice, missing features and values of the wrong type are 400s.
   null means "unknown".
+
+  Every error is JSON {"error": "<plain words>"} (never HTML or a traceback) and the app
+  keeps serving. The deploy check sends one bad request of each kind, then GET /health:
+    Content-Length over 1,000,000 bytes -> 413 (refuse before reading)
+    more than 1000 rows, or not JSON -> 400
+    an integer over 100 digits -> 400 (json.loads(body, parse_int=...) must refuse it)
+    JSON nested over 20 levels -> 400 (count before json.loads, which recurses)
+    body stops arriving -> 408 within 5 seconds
+    any method a path does not take, made-up ones too -> 405 with Allow
+  With http.server: timeout = 5, default_request_version = "HTTP/1.0", and override
+  send_error() to answer JSON (and 405 for its 501 "Unsupported method").
 """
 
 TASK_FILE = "task.json"
@@ -42,6 +53,14 @@ MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 SCHEMA_FILE = "schema.json"
 CHART_FILE = "chart.png"
+
+# The live app's limits (stated in the docstring above; the template app carries a copy,
+# which tests/unit/test_template_codegen.py holds to these).
+MAX_BODY_BYTES = 1_000_000
+MAX_ROWS = 1000
+MAX_INT_DIGITS = 100
+MAX_JSON_DEPTH = 20
+READ_TIMEOUT_SECONDS = 5
 
 REQUIRED_SOURCES = (TRAIN_SCRIPT, APP_SCRIPT)
 TRAINING_OUTPUTS = (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE)

@@ -23,15 +23,16 @@ from pipeline.codegen.base import TaskSpec, TaskType
 from pipeline.codegen.contract import DATA_FILE, column_key
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.netguard import UrlGuard, format_size
+from pipeline.quoting import clip, name_list, quote, quote_list
 from pipeline.sources import ExternalSource
 from pipeline.stages.tabular import (
     ParsedCsv,
     is_whole,
+    library_warnings_logged,
     parse_csv,
     plain_row,
     plain_value,
     profile_column,
-    quote_list,
     sorted_plain,
 )
 
@@ -109,7 +110,19 @@ def load_dataset(
     `allow_local_files=False` refuses paths on this machine (for requests from chat).
     `external` maps prefixes such as "slack-file" to sources of uploaded files.
     """
-    raw = _read_source(source, guard, max_bytes, allow_local_files, external or {})
+    with library_warnings_logged():
+        raw = _read_source(source, guard, max_bytes, allow_local_files, external or {})
+        return _check_and_write(raw, target, name, goal, task, workdir)
+
+
+def _check_and_write(
+    raw: _Raw,
+    target: str | None,
+    name: str,
+    goal: str,
+    task: TaskType | None,
+    workdir: Path,
+) -> LoadedDataset:
     frame = raw.frame
     warnings = list(raw.warnings)
     target_col = _resolve_target(raw, target)
@@ -118,7 +131,7 @@ def load_dataset(
     frame, task_type = _clean_target(frame, target_col, task, raw.label, warnings)
     if len(frame.columns) < 2:
         raise DatasetError(
-            f"{raw.label} has no columns besides the target '{target_col}'; "
+            f"{raw.label} has no columns besides the target {quote(target_col)}; "
             "at least one feature column is needed to learn from."
         )
     holdout_index = _pick_holdout(frame, target_col, task_type)
@@ -134,7 +147,7 @@ def load_dataset(
         classes = sorted_plain(train[target_col].unique())
     spec = TaskSpec(
         name=name.strip() or raw.name,
-        goal=goal.strip() or f"Predict {target_col} from the other columns.",
+        goal=goal.strip() or f"Predict {clip(target_col)} from the other columns.",
         task=task_type,
         target=target_col,
         data_file=DATA_FILE,
@@ -180,13 +193,14 @@ def _read_source(
     if scheme:
         if scheme.group(1).lower() not in ("http", "https"):
             raise DatasetError(
-                f"{text} is a {scheme.group(1)}:// link; TrainBot only downloads data from "
+                f"{_short(text)} is a {clip(scheme.group(1), 20)}:// link; TrainBot only "
+                "downloads data from "
                 "http(s) links. Upload the file instead."
             )
         return _load_url(text, guard, max_bytes)
     if not allow_local:
         raise DatasetError(
-            f"{text} is not a link or a built-in data set; give an http(s) link to a CSV "
+            f"{_short(text)} is not a link or a built-in data set; give an http(s) link to a CSV "
             f"file, upload the file, or use one of: {', '.join(BUILTINS)}."
         )
     return _load_file(text, max_bytes)
@@ -222,32 +236,35 @@ def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:
         )
     except PipelineError as exc:
         raise DatasetError(exc.message, detail=exc.detail) from exc
-    parsed = parse_csv(response.content, url)
+    parsed = parse_csv(response.content, _short(url))
     path = urlsplit(response.final_url).path
     stem = Path(path).stem or (urlsplit(url).hostname or "dataset")
-    return _Raw.of(parsed, url, _short(url), stem)
+    return _Raw.of(parsed, _short(url), _short(url), stem)
 
 
 def _load_external(source: ExternalSource, reference: str, max_bytes: int) -> _Raw:
     data = source.fetch(reference, max_bytes=max_bytes)
+    label = _short(data.name)
     if len(data.content) > max_bytes:
         raise DatasetError(
-            f"{data.name} is {format_size(len(data.content))}, more than the "
+            f"{label} is {format_size(len(data.content))}, more than the "
             f"{format_size(max_bytes)} limit; use a sample of the data."
         )
-    parsed = parse_csv(data.content, data.name)
-    return _Raw.of(parsed, data.name, f"uploaded {data.name}", Path(data.name).stem)
+    parsed = parse_csv(data.content, label)
+    return _Raw.of(parsed, label, f"uploaded {label}", Path(data.name).stem)
 
 
 def _load_file(text: str, max_bytes: int) -> _Raw:
     path = Path(text).expanduser()
     if not path.exists():
         raise DatasetError(
-            f"There is no file at {text}. Check the path, or give an http(s) link "
+            f"There is no file at {_short(text)}. Check the path, or give an http(s) link "
             f"or a built-in data set ({', '.join(BUILTINS)})."
         )
     if not path.is_file():
-        raise DatasetError(f"{text} is a folder, not a file; point at the CSV file inside it.")
+        raise DatasetError(
+            f"{_short(text)} is a folder, not a file; point at the CSV file inside it."
+        )
     if path.suffix.lower() not in LOCAL_SUFFIXES:
         kind = f"a {path.suffix} file" if path.suffix else "a file without an extension"
         raise DatasetError(
@@ -263,8 +280,9 @@ def _load_file(text: str, max_bytes: int) -> _Raw:
     return _Raw.of(parse_csv(path.read_bytes(), path.name), path.name, path.name, path.stem)
 
 
-def _short(url: str, limit: int = 80) -> str:
-    return url if len(url) <= limit else url[: limit - 1] + "…"
+def _short(source: str, limit: int = 80) -> str:
+    """A link, path or file name as messages name it."""
+    return clip(source, limit)
 
 
 # -- target and checks ----------------------------------------------------------------
@@ -281,7 +299,7 @@ def match_column(wanted: str, columns: Sequence[str]) -> str | None:
             return hits[0]
         if len(hits) > 1:
             raise DatasetError(
-                f"The target {wanted.strip()!r} matches several columns "
+                f"The target {quote(wanted.strip())} matches several columns "
                 f"({quote_list(hits)}); give the exact column name."
             )
     return None
@@ -298,8 +316,8 @@ def _resolve_target(raw: _Raw, target: str | None) -> str:
         if not wanted or match_column(wanted, [raw.default_target, "target"]) is not None:
             return raw.default_target
         raise DatasetError(
-            f"{raw.label} predicts {raw.default_target!r}, not {wanted!r}; "
-            f"leave the target empty or use {raw.default_target!r}."
+            f"{raw.label} predicts {quote(raw.default_target)}, not {quote(wanted)}; "
+            f"leave the target empty or use {quote(raw.default_target)}."
         )
     if not wanted:
         raise DatasetError(
@@ -309,7 +327,7 @@ def _resolve_target(raw: _Raw, target: str | None) -> str:
     found = match_column(wanted, columns)
     if found is None:
         raise DatasetError(
-            f"{raw.label} has no column named {wanted!r}. "
+            f"{raw.label} has no column named {quote(wanted)}. "
             f"Available columns: {_column_list(columns)}."
         )
     return found
@@ -325,7 +343,7 @@ def _clean_target(
     missing = int(frame[target].isna().sum())
     if missing:
         frame = frame[frame[target].notna()].reset_index(drop=True)
-        warnings.append(f"Dropped {missing:,} row(s) with no value for '{target}'.")
+        warnings.append(f"Dropped {missing:,} row(s) with no value for {quote(target)}.")
     _require_rows(frame, label)
     _require_varying(frame, target)
     task_type = task or infer_task(frame[target])
@@ -334,7 +352,8 @@ def _clean_target(
         bad = frame[target][numbers.isna()]
         if len(bad):
             raise DatasetError(
-                f"'{target}' is not numeric (for example {plain_value(bad.iloc[0])!r}), so it "
+                f"{quote(target)} is not numeric (for example {quote(plain_value(bad.iloc[0]))}), "
+                "so it "
                 "cannot be predicted as a number; train a classifier instead, or pick a "
                 "numeric column."
             )
@@ -347,14 +366,14 @@ def _clean_target(
     singles = counts[counts == 1]
     if len(singles) and len(singles) * 2 > len(frame):
         raise DatasetError(
-            f"'{target}' has {len(counts):,} different values, most of them appearing once, "
+            f"{quote(target)} has {len(counts):,} different values, most of them appearing once, "
             "so it cannot be predicted as a category. Pick another target column"
             + (", or train a regression model." if pd.api.types.is_numeric_dtype(y) else ".")
         )
     if len(singles):
         frame = frame[~frame[target].isin(singles.index)].reset_index(drop=True)
         warnings.append(
-            f"Dropped {len(singles)} class(es) of '{target}' with a single row "
+            f"Dropped {len(singles)} class(es) of {quote(target)} with a single row "
             f"({quote_list([plain_value(v) for v in singles.index], limit=5)}); "
             "each class needs at least 2 rows."
         )
@@ -362,7 +381,7 @@ def _clean_target(
         _require_varying(frame, target)
     if len(counts) > 50:
         warnings.append(
-            f"'{target}' has {len(counts):,} classes; a classifier needs many rows per class "
+            f"{quote(target)} has {len(counts):,} classes; a classifier needs many rows per class "
             "to do well."
         )
     return frame, TaskType.CLASSIFICATION
@@ -380,8 +399,8 @@ def _require_varying(frame: pd.DataFrame, target: str) -> None:
     values = frame[target].unique()
     if len(values) < 2:
         raise DatasetError(
-            f"Every row has {target} = {plain_value(values[0])!r}, so there is nothing to "
-            "learn. Pick a target column whose value varies."
+            f"Every row has {clip(target)} = {quote(plain_value(values[0]))}, so there is "
+            "nothing to learn. Pick a target column whose value varies."
         )
 
 
@@ -419,6 +438,5 @@ def _pick_holdout(frame: pd.DataFrame, target: str, task: TaskType) -> list[Any]
     return picked
 
 
-def _column_list(columns: Sequence[str], limit: int = 25) -> str:
-    shown = ", ".join(columns[:limit])
-    return shown + (f" … and {len(columns) - limit} more" if len(columns) > limit else "")
+def _column_list(columns: Sequence[str]) -> str:
+    return name_list(columns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +16,16 @@ from typing import Any
 import httpx
 
 from pipeline.codegen.base import TaskType
-from pipeline.codegen.contract import APP_SCRIPT
+from pipeline.codegen.contract import APP_SCRIPT, MAX_ROWS
 from pipeline.errors import DeployError, JobCancelled
 from pipeline.sandbox.base import Sandbox
 from pipeline.stages.train import last_error_line, log_tail
 
 POLL_SECONDS = 0.25
 SHOWN_HEADERS = 8  # of the held-out rows' keys, when the app refuses them
+PROBE_SECONDS = 5.0  # each bad request must be answered this quickly
+SHOWN_ANSWER = 300  # characters of an app's wrong answer quoted back
+HTML_TAG = re.compile(r"<[^>]*>")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def deploy_app(
     with httpx.Client(timeout=10.0, follow_redirects=False) as client:
         _wait_until_healthy(client, sandbox, url, start_timeout, should_stop)
         verification = verify_predictions(client, url, task, classes, holdout, holdout_targets)
-        _check_rejects_bad_input(client, url)
+        check_refuses_bad_requests(client, url, holdout[0])
     return Deployment(url=url + "/", verification=verification)
 
 
@@ -127,12 +131,16 @@ def verify_predictions(
 
 
 def _error_text(response: httpx.Response) -> str:
-    """The app's own words: the "error" of a contract-shaped answer, else the body's start."""
+    """The app's own words: the "error" of a contract-shaped answer, else the body's text.
+
+    An HTML error page is quoted without its markup: the words are what helps.
+    """
     try:
         error = response.json()["error"]
     except (ValueError, KeyError, TypeError):
         error = None
-    return (error if isinstance(error, str) else response.text)[:300]
+    text = error if isinstance(error, str) else HTML_TAG.sub(" ", response.text)
+    return " ".join(text.split())[:SHOWN_ANSWER]
 
 
 def _check_prediction(value: Any, task: TaskType, classes: list[Any]) -> None:
@@ -154,12 +162,107 @@ def _same(prediction: Any, target: Any, task: TaskType) -> bool:
     return abs(float(prediction) - float(target)) <= 0.25 * scale
 
 
-def _check_rejects_bad_input(client: httpx.Client, url: str) -> None:
-    try:
-        response = client.post(f"{url}/predict", json={"rows": "not a list"})
-    except httpx.HTTPError as error:
-        raise DeployError(f"the app stopped answering after a bad request ({error})") from error
-    if response.status_code != 400:
-        raise DeployError(
-            f"the app answered a malformed request with HTTP {response.status_code} instead of 400"
+@dataclass(frozen=True)
+class Probe:
+    """One malformed request from the contract's list, and the answer it must get."""
+
+    what: str  # names the request in the error the code author reads
+    method: str
+    content: bytes
+    status: int
+
+
+def bad_requests(row: dict[str, Any]) -> list[Probe]:
+    """One request of each kind the contract says to refuse, cheap enough for every deploy.
+
+    Left out: a body over the size cap and oversized headers (a megabyte through the
+    sandbox's proxy, which may refuse it itself) and a stalled body (no client library
+    sends one, and it costs the read timeout).
+    """
+    huge = "9" * 400  # overflows float(); the contract's cap refuses it while parsing
+    huge_row = "{" + ", ".join(f"{json.dumps(key)}: {huge}" for key in row) + "}"
+    return [
+        Probe("a body that is not JSON", "POST", b"rows=1", 400),
+        Probe('{"rows": "not a list"}', "POST", b'{"rows": "not a list"}', 400),
+        Probe(
+            "a row whose values are 400-digit integers",
+            "POST",
+            f'{{"rows": [{huge_row}]}}'.encode(),
+            400,
+        ),
+        Probe(
+            "JSON nested 5,000 levels deep",
+            "POST",
+            b'{"rows": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            400,
+        ),
+        Probe(
+            f"{MAX_ROWS + 1} rows (over the cap of {MAX_ROWS})",
+            "POST",
+            json.dumps({"rows": [row] * (MAX_ROWS + 1)}).encode(),
+            400,
+        ),
+        # A standard method /predict does not take: the same "no handler" path in an
+        # http.server app as a made-up one, without the risk that a proxy in front of the
+        # sandbox (E2B's) refuses an unknown method before the app sees it.
+        Probe("the method DELETE, which /predict does not take", "DELETE", b"{}", 405),
+    ]
+
+
+def check_refuses_bad_requests(client: httpx.Client, url: str, row: dict[str, Any]) -> None:
+    """Each bad request gets its JSON 4xx quickly, and the app still answers /health after it."""
+    for probe in bad_requests(row):
+        try:
+            response = client.request(
+                probe.method,
+                f"{url}/predict",
+                content=probe.content,
+                headers={"Content-Type": "application/json"},
+                timeout=PROBE_SECONDS,
+            )
+        except httpx.TimeoutException:
+            raise DeployError(
+                f"the app did not answer {probe.what} within {PROBE_SECONDS:.0f} seconds; "
+                f"it must answer HTTP {probe.status} at once"
+            ) from None
+        except httpx.HTTPError as error:
+            raise DeployError(
+                f"the app did not answer {probe.what} ({type(error).__name__}); "
+                f"it must answer HTTP {probe.status} with a JSON error"
+            ) from error
+        problem = _refusal_problem(response, probe)
+        if problem:
+            raise DeployError(f"the app answered {probe.what} with {problem}")
+        _check_still_healthy(client, url, probe)
+
+
+def _refusal_problem(response: httpx.Response, probe: Probe) -> str | None:
+    """What is wrong with the app's answer to a probe, in words, or None if nothing is."""
+    said = _error_text(response)
+    if response.status_code != probe.status:
+        return (
+            f"HTTP {response.status_code} instead of {probe.status} (it said: {said or 'nothing'})"
         )
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, str) or not error:
+        return (
+            f'HTTP {probe.status} but not a JSON {{"error": "..."}} body (it said: '
+            f"{said or 'nothing'})"
+        )
+    if probe.status == 405 and "POST" not in response.headers.get("Allow", ""):
+        return "HTTP 405 without an Allow header naming POST"
+    return None
+
+
+def _check_still_healthy(client: httpx.Client, url: str, probe: Probe) -> None:
+    try:
+        status = client.get(f"{url}/health", timeout=PROBE_SECONDS).status_code
+    except httpx.HTTPError as error:
+        raise DeployError(
+            f"the app stopped answering after {probe.what} ({type(error).__name__})"
+        ) from error
+    if status != 200:
+        raise DeployError(f"after {probe.what}, the app's /health answered HTTP {status}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +20,10 @@ import pandas as pd
 from pipeline.codegen.base import ColumnInfo
 from pipeline.codegen.contract import column_key
 from pipeline.errors import DatasetError
+from pipeline.quoting import clip, name_list, quote
+from pipeline.stages.csv_rows import fit_rows, lift_field_limit
+
+log = logging.getLogger(__name__)
 
 DELIMITERS = (",", ";", "\t")
 ID_MIN_ROWS = 20  # fewer rows than this are too few to call a column an id
@@ -43,33 +50,37 @@ def parse_csv(data: bytes, label: str) -> ParsedCsv:
             f"{label} is a web page (HTML), not a CSV file. Link to the raw file instead "
             "(on GitHub, open the file and use the Raw button), or upload the CSV."
         )
+    lift_field_limit()
     sep = sniff_delimiter(text)
+    text, notes = fit_rows(text, sep, label)
     header = next(csv.reader(io.StringIO(text), delimiter=sep))
     names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
     if len(names) < 2:
         raise DatasetError(
-            f"{label} has a single column ({names[0]!r}); TrainBot needs a target column "
+            f"{label} has a single column ({quote(names[0])}); TrainBot needs a target column "
             "and at least one feature column, separated by commas, semicolons or tabs."
         )
     _refuse_twins(names, label)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            header=0,
-            index_col=False,
-            skipinitialspace=True,
-            decimal="," if sep == ";" else ".",
-            na_values=["?"],
-        )
+        with library_warnings_logged():
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                header=0,
+                index_col=False,
+                skipinitialspace=True,
+                decimal="," if sep == ";" else ".",
+                na_values=["?"],
+                low_memory=False,  # one dtype per column, not one per chunk (DtypeWarning)
+            )
     except pd.errors.EmptyDataError as exc:
         raise DatasetError(f"{label} is empty; it needs a header row and data rows.") from exc
     except (pd.errors.ParserError, ValueError) as exc:
-        detail = str(exc).strip().splitlines()[-1]
+        detail = clip(str(exc).strip().splitlines()[-1])
         raise DatasetError(
             f"{label} could not be read as CSV ({detail}). Check that every row has the "
             "same number of values as the header.",
-            detail=str(exc),
+            detail=clip(str(exc), 1_000),
         ) from exc
     if len(frame.columns) != len(names):
         raise DatasetError(
@@ -77,16 +88,31 @@ def parse_csv(data: bytes, label: str) -> ParsedCsv:
             "Check the quotes in the first line."
         )
     frame.columns = names
-    warnings: list[str] = []
     unnamed_empty = [n for n, h in zip(names, header, strict=True) if not h.strip()]
     unnamed_empty = [n for n in unnamed_empty if frame[n].isna().all()]
     if unnamed_empty:
         frame = frame.drop(columns=unnamed_empty)
-        warnings.append(f"Ignored {len(unnamed_empty)} empty column(s) without a name.")
+        notes.append(f"Ignored {len(unnamed_empty)} empty column(s) without a name.")
     if frame.empty:
         raise DatasetError(f"{label} has a header but no data rows.")
     headers = {n: h for n, h in zip(names, header, strict=True) if h.strip() and n in frame}
-    return ParsedCsv(_tidy_strings(frame), warnings, headers)
+    return ParsedCsv(_tidy_strings(frame), notes, headers)
+
+
+@contextmanager
+def library_warnings_logged() -> Iterator[None]:
+    """pandas and numpy warnings (ParserWarning, DtypeWarning, FutureWarning...) go to the
+    log, not to the user's console: they speak to programmers, and what matters to the user
+    is already said in the job's own warnings.
+
+    `catch_warnings` swaps process-wide state, so a warning raised meanwhile by another
+    job's thread may be logged here too; that only ever moves a warning into the log.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        log.info("library warning: %s: %s", warning.category.__name__, clip(warning.message))
 
 
 def _refuse_twins(names: list[str], label: str) -> None:
@@ -97,7 +123,7 @@ def _refuse_twins(names: list[str], label: str) -> None:
     twins = [sorted(set(group)) for group in by_key.values() if len(group) > 1]
     if not twins:
         return
-    named = ", ".join(" / ".join(repr(n) for n in group) for group in twins[:5])
+    named = name_list([" / ".join(quote(n, 60) for n in group[:3]) for group in twins], limit=5)
     differ = any(len(group) > 1 for group in twins)
     raise DatasetError(
         f"{label} has more than one column named {named}"
@@ -256,8 +282,3 @@ def sorted_plain(values: Any) -> list[Any]:
         return sorted(plain)
     except TypeError:
         return sorted(plain, key=str)
-
-
-def quote_list(values: Sequence[Any], limit: int = 10) -> str:
-    shown = ", ".join(repr(v) for v in values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

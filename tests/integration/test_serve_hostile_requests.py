@@ -7,28 +7,20 @@ flat, and put one line (never a traceback) in the log.
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from tests.fakes.slack_api import FakeSlack
-from tests.support.slack_payloads import SIGNING_SECRET, SlackSender, sign
+from tests.support.serve_process import API_TOKEN, MB, Served, serve_process
+from tests.support.slack_payloads import SlackSender, sign
 
-API_TOKEN = "status-api-secret"
 FORM = "application/x-www-form-urlencoded"
-MB = 1024 * 1024
 BIG_BODY = 200 * MB
 # What a refused 200 MB body may add to the server's resident memory: the cap (1 MB) and
 # the buffers around it, far below the ~470 MB a fully read body used to cost.
@@ -37,90 +29,10 @@ QUICK = 2.0  # seconds: every refusal is decided without waiting on anything
 LONG_ID = "a" * 60_000  # SQLite refuses LIKE patterns over 50,000 characters
 
 
-@dataclass
-class Served:
-    proc: subprocess.Popen[str]
-    base: str
-    port: int
-    lines: list[str] = field(default_factory=list)
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def memory(self, field: str = "VmRSS") -> int:
-        """The server's resident memory now (VmRSS) or at its peak (VmHWM), in bytes."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        match = re.search(rf"^{field}:\s+(\d+) kB$", status, re.MULTILINE)
-        assert match, status
-        return int(match.group(1)) * 1024
-
-    def reset_peak_memory(self) -> None:
-        # proc(5), /proc/pid/clear_refs: "5" resets the peak resident set size (VmHWM) to
-        # the current one, so the next reading is the peak of what happens in between.
-        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-        assert self.memory("VmHWM") <= self.memory() + MB
-
-    def assert_healthy(self) -> None:
-        assert self.proc.poll() is None, self.log()
-        assert httpx.get(self.base + "/healthz", timeout=5).json() == {"status": "ok"}
-        answer = SlackSender(self.base).command("help")
-        assert answer.status_code == 200 and "/train status" in answer.text
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    cwd = tmp_path_factory.mktemp("serve")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINBOT_")}
-    env.pop("DATABASE_URL", None)  # SQLite in the working directory, as a person runs it
-    with FakeSlack() as fake:
-        env |= {
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-            "SLACK_BOT_TOKEN": fake.token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": fake.api_url,
-            "TRAINBOT_API_TOKEN": API_TOKEN,
-            "PORT": str(port),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        server = Served(proc, f"http://127.0.0.1:{port}", port)
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                server.lines.append(line.rstrip("\n"))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(server.base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None, server.log()
-                assert time.monotonic() < deadline, "serve never answered:\n" + server.log()
-                time.sleep(0.2)
-            yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            reader.join(5)
-    assert "Traceback" not in server.log(), server.log()
+    with serve_process(tmp_path_factory.mktemp("serve")) as server:
+        yield server
 
 
 def post_events(served: Served, body: bytes, headers: dict[str, str | bytes]) -> httpx.Response:
@@ -132,14 +44,7 @@ def post_events(served: Served, body: bytes, headers: dict[str, str | bytes]) ->
 
 
 def logged_since(served: Served, start: int, pattern: str, timeout: float = 3) -> list[str]:
-    """The log lines after line `start`, once one matches `pattern` (or after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(re.search(pattern, line) for line in served.lines[start:]):
-            break
-        time.sleep(0.05)
-    time.sleep(0.2)  # anything logged right after (a traceback) arrives too
-    return served.lines[start:]
+    return served.logged_since(start, pattern, timeout)
 
 
 def stamp() -> str:

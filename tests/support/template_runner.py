@@ -161,6 +161,57 @@ class LiveApp:
     def predict(self, rows: Any) -> Response:
         return self.post_json("/predict", {"rows": rows})
 
+    def raw(self, data: bytes, *, timeout: float = 10.0, keep_open: bool = True) -> RawResponse:
+        """Send bytes as they are (malformed requests no client library will write).
+
+        keep_open leaves our side of the socket open, as a client still sending would.
+        """
+        return raw_exchange(self.url, data, timeout=timeout, keep_open=keep_open)
+
+    @property
+    def rss_kb(self) -> tuple[int, int]:
+        """The app process's (current, peak) resident memory in kB, from /proc."""
+        fields = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        )
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """What came back on a raw socket: status 0 means the connection closed without a word."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_exchange(url: str, data: bytes, *, timeout: float, keep_open: bool) -> RawResponse:
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            if not keep_open:
+                sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass  # the server refused and closed before reading everything we sent
+    seconds = time.monotonic() - started
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    if not lines[0].startswith("HTTP/"):
+        return RawResponse(0, {}, received, seconds)
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return RawResponse(int(lines[0].split()[1]), headers, body, seconds)
+
 
 @contextmanager
 def live_app(workdir: Path) -> Iterator[LiveApp]:

@@ -125,6 +125,9 @@ def test_prompt_holds_the_contract() -> None:
     # How rows name columns: the deploy check posts the CSV's own headers.
     assert 'column_key(name) = " ".join(name.split()).casefold()' in text
     assert "headers exactly as the uploaded CSV had them" in text
+    # The refusals the deploy check probes, so a generated app knows it will be held to them.
+    for refusal in ("-> 413", "-> 405 with Allow", "parse_int", "send_error()"):
+        assert refusal in text, refusal
 
 
 def test_prompt_names_the_packages_and_the_reply_shape() -> None:

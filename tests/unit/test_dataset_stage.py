@@ -273,7 +273,7 @@ def test_cells_and_headers_are_trimmed(tmp_path: Path) -> None:
         (b"\n  <html lang='en'><head></head></html>", "web page (HTML)"),
         (b"only\n1\n2\n", "single column ('only')"),
         (b"a, b ,b\n1,2,3\n", "more than one column named 'b'"),
-        (b"a,b\n1,2\n3,4,5\n", "could not be read as CSV"),
+        (b"a,b\n1,2\n3,4,5\n6,7,8\n", "could not be read as CSV"),  # 2 of 3 rows ragged
         (b"PK\x03\x04rest-of-xlsx", "Excel or zip file"),
         (b"a,b\x00\x00\x01", "binary file"),
     ],

@@ -106,6 +106,28 @@ def _function_body(source: str, name: str) -> str:
     raise AssertionError(f"no function {name} in the source")
 
 
+LIMITS = ("MAX_BODY_BYTES", "MAX_ROWS", "MAX_INT_DIGITS", "MAX_JSON_DEPTH", "READ_TIMEOUT_SECONDS")
+
+
+def test_the_app_enforces_the_contracts_limits(generated: GeneratedCode) -> None:
+    """app.py runs alone, so it carries a copy of each limit; the copies stay the contract's."""
+    values = {}
+    for node in ast.parse(generated.files[APP_SCRIPT]).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in LIMITS:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    assert values == {name: getattr(contract, name) for name in LIMITS}
+    doc = contract.__doc__ or ""
+    for stated in (
+        f"{contract.MAX_BODY_BYTES:,} bytes",
+        f"{contract.MAX_ROWS} rows",
+        f"{contract.MAX_INT_DIGITS} digits",
+        f"{contract.MAX_JSON_DEPTH} levels",
+        f"{contract.READ_TIMEOUT_SECONDS} seconds",
+    ):
+        assert stated in doc, stated
+
+
 @pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
 def test_scripts_match_column_names_by_the_contracts_one_rule(
     generated: GeneratedCode, file_name: str

@@ -15,9 +15,12 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from functools import cached_property
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,11 +35,28 @@ import joblib
 import numpy as np
 import pandas as pd
 
+# The limits pipeline/codegen/contract.py states, copied because this script runs alone.
 MAX_BODY_BYTES = 1_000_000
 MAX_ROWS = 1000
+MAX_INT_DIGITS = 100  # more than a float holds is never a real value; 4,300 breaks int()
+MAX_JSON_DEPTH = 20  # a valid body is 3 deep; Python's parser dies near 1,000
+READ_TIMEOUT_SECONDS = 5  # the longest wait for the client's next bytes
+BODY_SECONDS = 30  # the longest a whole body may take, however it trickles in
+SHOWN_CHARS = 200  # of anything the client sent that an error message quotes
 TOP_CLASSES = 5
 TRUE_WORDS = {"true", "yes", "y", "t", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "f", "0", "off"}
+# What the standard library's own refusals say instead of its HTML pages (see Handler.send_error).
+REFUSALS: dict[int, str] = {
+    HTTPStatus.BAD_REQUEST: "the request line is malformed; send METHOD /path HTTP/1.1, "
+    "for example POST /predict HTTP/1.1",
+    HTTPStatus.REQUEST_URI_TOO_LONG: "the request line is too long (over 64 KB); "
+    "send the rows in the body of POST /predict",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "the request headers are too large: "
+    "send at most 100 headers of at most 64 KB each",
+    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: "this HTTP version is not supported; "
+    "use HTTP/1.1 or HTTP/1.0",
+}
 ROUTES = {
     "/": ("GET", "HEAD", "POST"),
     "/health": ("GET", "HEAD"),
@@ -47,6 +67,60 @@ ROUTES = {
 
 class BadRequest(Exception):
     """The client sent something we cannot use; the message tells them what to fix."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class BodyTooLarge(BadRequest):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class BodyTimeout(BadRequest):
+    status = HTTPStatus.REQUEST_TIMEOUT
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or a BadRequest saying why not: the one place bodies are parsed.
+
+    Limits come first, so the parser never sees what would make it fail in its own way
+    (a RecursionError, a ValueError from int(), a float overflow later on).
+    """
+    depth = nesting_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(
+            f"the JSON is nested too deeply ({depth} levels, at most {MAX_JSON_DEPTH}); "
+            'send {"rows": [{feature: value, ...}]}'
+        )
+    try:
+        return json.loads(body, parse_int=bounded_int)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadRequest(f"body is not valid JSON ({str(exc)[:SHOWN_CHARS]})") from None
+
+
+def bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(
+            f"a number in the body has {len(digits.lstrip('-'))} digits; "
+            f"send numbers of at most {MAX_INT_DIGITS} digits"
+        )
+    return int(digits)
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep brackets nest outside strings, in C-speed passes (no regex to backtrack).
+
+    Escaped backslashes and quotes go first, so every quote left opens or closes a string;
+    then the brackets between strings count +1 and -1. For a body the parser would descend
+    into, this is the depth it would reach.
+    """
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    between_strings = b"".join(unescaped.split(b'"')[::2])
+    brackets = between_strings.translate(None, NOT_BRACKETS)
+    return max(accumulate(map(BRACKET_STEP.__getitem__, brackets), initial=0))
+
+
+NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+BRACKET_STEP = [{0x5B: 1, 0x7B: 1, 0x5D: -1, 0x7D: -1}.get(b, 0) for b in range(256)]
 
 
 def column_key(name: str) -> str:
@@ -497,7 +571,10 @@ def shell_quote(text: str) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "TrainBotApp/1.0"
-    timeout = 30
+    timeout = READ_TIMEOUT_SECONDS  # per read: a client that stops sending is dropped soon
+    # The status line the standard library uses before it has read a valid request line;
+    # its own default, HTTP/0.9, sends a bare body with no status and no headers.
+    default_request_version = "HTTP/1.0"
     model: Model  # set on the class by main()
 
     def do_GET(self) -> None:
@@ -523,11 +600,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        shown = path[:SHOWN_CHARS] + ("..." if len(path) > SHOWN_CHARS else "")
         try:
             allowed = ROUTES.get(path)
             if allowed is None:
                 self.send_json(
-                    404, {"error": f"no such page {path}; try /, /health, /schema or /predict"}
+                    404, {"error": f"no such page {shown}; try /, /health, /schema or /predict"}
                 )
             elif method not in allowed:
                 self.send_json(
@@ -546,42 +624,70 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_html(200, render_page(self.model))
         except BadRequest as exc:
-            self.send_json(400, {"error": str(exc)})
+            self.close_connection = True  # the body may be partly unread
+            self.send_json(exc.status, {"error": str(exc)})
         except Exception as exc:  # never let a request kill the server or leak a traceback
             self.log_message("error on %s %s: %r", method, path, exc)
             self.send_json(500, {"error": "internal error while predicting; see the app log"})
 
     def read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
             raise BadRequest("chunked bodies are not supported; send a Content-Length header")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BadRequest("Content-Length header is not a number") from None
-        if length > MAX_BODY_BYTES:
+        text = (self.headers.get("Content-Length") or "0").strip()
+        # int() alone would take "1_000", "-5" and non-ASCII digits.
+        if not (text.isascii() and text.isdigit()):
+            raise BadRequest(f"Content-Length header is not a number: {text[:SHOWN_CHARS]!r}")
+        length = int(text[:20])  # more digits than that is far over the cap anyway
+        if length > MAX_BODY_BYTES or len(text) > 20:
             self.discard(length)
-            raise BadRequest(f"request body is too big ({length} bytes); the limit is 1 MB")
-        if length <= 0:
+            raise BodyTooLarge(
+                f"request body is too big ({text[:SHOWN_CHARS]} bytes); the limit is 1 MB "
+                f"({MAX_BODY_BYTES:,} bytes): send at most {MAX_ROWS} rows per request"
+            )
+        if length == 0:
             raise BadRequest('request body is empty; send {"rows": [{feature: value, ...}]}')
-        return self.rfile.read(length)
+        return self.read_exactly(length)
+
+    def read_exactly(self, length: int) -> bytes:
+        """The body, read one arrival at a time so a trickling client is cut off on time."""
+        deadline = time.monotonic() + BODY_SECONDS
+        chunks: list[bytes] = []
+        received = 0
+        while received < length:
+            if time.monotonic() > deadline:
+                raise BodyTimeout(f"the body did not arrive in time ({BODY_SECONDS} seconds)")
+            try:
+                chunk = self.rfile.read1(min(length - received, 65536))
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the body did not arrive in time: {received} of the {length} bytes "
+                    f"Content-Length promised came, then nothing for {READ_TIMEOUT_SECONDS} "
+                    "seconds"
+                ) from None
+            if not chunk:
+                raise BadRequest(
+                    f"the body ended after {received} of the {length} bytes Content-Length promised"
+                )
+            chunks.append(chunk)
+            received += len(chunk)
+        return b"".join(chunks)
 
     def discard(self, length: int) -> None:
         """Drain a refused body so the client can read our answer; give up on huge ones."""
         self.close_connection = True
         remaining = length if length <= 16 * MAX_BODY_BYTES else 0
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 65536))
+        deadline = time.monotonic() + BODY_SECONDS
+        while remaining > 0 and time.monotonic() < deadline:
+            try:
+                chunk = self.rfile.read1(min(remaining, 65536))
+            except TimeoutError:
+                break
             if not chunk:
                 break
             remaining -= len(chunk)
 
     def handle_predict(self) -> None:
-        body = self.read_body()
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON ({exc})") from None
+        payload = parse_json(self.read_body())
         if not isinstance(payload, dict):
             raise BadRequest('body must be a JSON object like {"rows": [{feature: value, ...}]}')
         if "rows" not in payload:
@@ -622,6 +728,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals, as JSON like every other answer.
+
+        http.server calls this for a request line it cannot read (400, 414, 505), headers
+        over its limits (431) and a method with no do_ handler (501, which we answer as a
+        405 or 404 for the path, as any other method the path does not take).
+        """
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:
+            self.dispatch(self.command[:20] + ("..." if len(self.command) > 20 else ""))
+            return
+        self.log_error("code %d, message %s", code, (message or "")[:SHOWN_CHARS])
+        reason = REFUSALS.get(code) or (message or "the request could not be read")
+        self.send_json(code, {"error": reason[:SHOWN_CHARS]}, headers={"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
