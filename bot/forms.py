@@ -178,7 +178,9 @@ def _check_upload(files: list[dict[str, Any]], max_bytes: int) -> tuple[str | No
     is_csv = name.lower().endswith(".csv") or file.get("filetype") == "csv"
     if not is_csv:
         return f"{name} is not a CSV file; export the data as .csv and upload that.", ""
-    size = int(file.get("size") or 0)
+    size = file.get("size") or 0
+    if not isinstance(size, int) or size < 0:  # Slack sends the byte count as a number
+        return f"The upload of {name[:60]} could not be read; attach the file again.", ""
     if size > max_bytes:
         limit = max_bytes // (1024 * 1024)
         return f"{name} is {size / 1024 / 1024:.1f} MB; the limit is {limit} MB.", ""

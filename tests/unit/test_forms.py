@@ -81,3 +81,10 @@ def test_the_form_takes_as_many_links_as_the_stage_reads() -> None:
     assert parse(resources="\n".join(links[:MAX_RESOURCES])).resources == links[:MAX_RESOURCES]
     found = errors(resources="\n".join(links))
     assert f"at most {MAX_RESOURCES} links" in found[BlockId.RESOURCES]
+
+
+@pytest.mark.parametrize("size", ["big", [1], {"kb": 1}, -5])
+def test_an_upload_whose_size_is_not_a_number_is_a_field_error(size: Any) -> None:
+    upload = {"id": "F1", "name": "data.csv", "filetype": "csv", "size": size}
+    found = errors(dataset=None, dataset_file=[upload], target="y")
+    assert "could not be read" in found[BlockId.DATASET_FILE], found
