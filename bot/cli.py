@@ -27,11 +27,21 @@ from pipeline.codegen.base import TaskType
 from pipeline.events import RecordingSink
 from pipeline.limits import MIN_APP_LIFETIME
 from pipeline.sandbox.base import SandboxProvider
+from pipeline.service import (
+    ActionRefused,
+    InvalidJobRef,
+    JobNotFound,
+    JobRequest,
+    JobService,
+    LifetimeRefused,
+    ServiceError,
+    lifetime,
+)
 from pipeline.settings import Settings
 from storage import queries
 from storage.db import session_scope, upgrade
 from storage.models import TrainingJob
-from storage.states import TERMINAL, IllegalTransition, JobStatus
+from storage.states import TERMINAL, JobStatus
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -75,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("job", help="job id (the first 8 characters are enough)")
+    extend = commands.add_parser("extend", help="keep a live app up longer")
+    extend.add_argument("job", help="job id (the first 8 characters are enough)")
+    extend.add_argument("--hours", type=float, default=1.0, help="hours from now (default 1)")
     jobs = commands.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=20)
 
@@ -112,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "logs": cmd_logs,
         "cancel": cmd_cancel,
+        "extend": cmd_extend,
         "jobs": cmd_jobs,
         "db": cmd_db,
         "serve": cmd_serve,
@@ -119,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args, settings)
-    except queries.JobLookupError as error:
+    except (InvalidJobRef, JobNotFound) as error:
         err.print(f"{error}. `trainbot jobs` lists recent jobs.", markup=False)
+        return EXIT_USAGE
+    except ServiceError as error:
+        err.print(_sentence(error), markup=False)
         return EXIT_USAGE
     except (ValueError, ValidationError) as error:  # settings that do not fit together
         err.print(f"Configuration error: {_first_line(error)}", markup=False)
@@ -132,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _sentence(error: ServiceError) -> str:
+    text = str(error)
+    return f"{text[:1].upper()}{text[1:]}."
+
+
 def _first_line(error: Exception) -> str:
     if isinstance(error, ValidationError):  # e.g. "TRAINBOT_APP_TTL: Input should be ..."
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
@@ -140,9 +162,6 @@ def _first_line(error: Exception) -> str:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.ttl is not None and args.ttl < MIN_APP_LIFETIME:
-        err.print(f"--ttl must be at least {MIN_APP_LIFETIME} seconds")
-        return EXIT_USAGE
     with ConsoleDisplay(out) as display:
         services = bootstrap(settings, sink=display)
         ttl, problem = run_lifetime(args.ttl, settings.app_ttl, services.deps.sandboxes)
@@ -150,25 +169,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             err.print(problem, markup=False)
             if args.ttl is not None:
                 return EXIT_USAGE
-        with session_scope(services.engine) as session:
-            job = queries.create_job(
-                session,
-                name=args.name,
-                dataset_source=args.dataset,
-                goal=args.goal,
-                target_column=args.target,
-                task_type=args.task,
-                resources=args.resource,
-                requested_by="cli",
-                ttl_seconds=ttl,
-            )
-        out.print(f"Job {job.short_id} queued for '{args.name}' on {args.dataset}", markup=False)
         services.worker.start(recover=False)
-        services.worker.submit(job.id)
+        request = JobRequest(
+            name=args.name,
+            dataset_source=args.dataset,
+            goal=args.goal,
+            target=args.target,
+            task=args.task,
+            resources=args.resource,
+            requested_by="cli",
+            origin="cli",
+            ttl_seconds=ttl,
+        )
+        jobs = JobService.of(services)
+        job = jobs.submit(request).job
+        out.print(f"Job {job.short_id} queued for '{args.name}' on {args.dataset}", markup=False)
         try:
             job = _wait(services, job.id, until={JobStatus.LIVE, *TERMINAL})
         except KeyboardInterrupt:
-            _cancel_quietly(services, job.id)
+            _cancel_quietly(jobs, job.id)
             services.worker.shutdown()
             err.print("Cancelled.")
             return EXIT_INTERRUPTED
@@ -192,15 +211,28 @@ def run_lifetime(
     capped, with a note.
     """
     cap = provider.max_lifetime
-    if cap is None or (ttl or app_ttl) <= cap:
-        return ttl or app_ttl, None
+    try:
+        life = lifetime(ttl, default=app_ttl, max_lifetime=cap, provider=provider.name)
+    except LifetimeRefused as refused:
+        if refused.most is None:
+            return refused.asked, f"--ttl must be at least {MIN_APP_LIFETIME} seconds"
+        return refused.asked, f"--ttl {ttl} is too long: {_most(provider)}. Give a shorter --ttl."
+    if life.capped_from is None:
+        return life.seconds, None
+    return life.seconds, (
+        f"TRAINBOT_APP_TTL is {app_ttl} seconds, but {_most(provider)}; "
+        f"this app stays up {life.seconds}."
+    )
+
+
+def _most(provider: SandboxProvider) -> str:
     # The cap's setting is named after the provider (TRAINBOT_E2B_MAX_LIFETIME for "e2b").
     field = Settings.model_fields.get(f"{provider.name}_max_lifetime")
     setting = f" ({field.alias})" if field is not None and field.alias else ""
-    most = f"the {provider.name} sandbox keeps an app up for at most {cap} seconds{setting}"
-    if ttl is not None:
-        return ttl, f"--ttl {ttl} is too long: {most}. Give a shorter --ttl."
-    return cap, f"TRAINBOT_APP_TTL is {app_ttl} seconds, but {most}; this app stays up {cap}."
+    return (
+        f"the {provider.name} sandbox keeps an app up for at most "
+        f"{provider.max_lifetime} seconds{setting}"
+    )
 
 
 def _serve_until_done(services: Services, job: TrainingJob) -> int:
@@ -234,10 +266,10 @@ def _wait(
         time.sleep(POLL_SECONDS)
 
 
-def _cancel_quietly(services: Services, job_id: str) -> None:
+def _cancel_quietly(jobs: JobService, job_id: str) -> None:
     try:
-        services.worker.cancel(job_id)
-    except IllegalTransition:
+        jobs.cancel(job_id, by="cli")
+    except ActionRefused:  # it ended meanwhile
         pass
 
 
@@ -261,13 +293,11 @@ def _print_live(job: TrainingJob) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
-    with session_scope(engine) as session:
-        job = queries.find_job(session, ref=args.job)
-        model = queries.get_model(session, model_id=job.model_id)
+    found = _reader(settings).status(args.job)
+    job = found.job
     rows = [
         ("job", job.id),
-        ("model", model.name if model else "?"),
+        ("model", found.model_name or "?"),
         ("status", job.status),
         ("stage", job.stage or "-"),
         ("data set", job.dataset_source),
@@ -295,21 +325,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
-    with session_scope(engine) as session:
-        jobs = queries.list_jobs(session, limit=args.limit)
-        names = {
-            j.model_id: (m.name if (m := queries.get_model(session, model_id=j.model_id)) else "?")
-            for j in jobs
-        }
-    if not jobs:
+    page = _reader(settings).list(limit=args.limit)
+    if not page.items:
         out.print("No jobs yet. Start one with: trainbot run --name demo --dataset iris")
         return 0
     table = Table("id", "model", "status", "stage", "data set", "created", "live app")
-    for job in jobs:
+    for item in page.items:
+        job = item.job
         table.add_row(
             job.short_id,
-            names[job.model_id],
+            item.model_name or "?",
             job.status,
             job.stage or "-",
             job.dataset_source[:40],
@@ -321,11 +346,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
-    with session_scope(engine) as session:
-        job = queries.find_job(session, ref=args.job)
-        events = queries.list_events(session, job_id=job.id)
-    for event in events:
+    for event in _reader(settings).logs(args.job).events:
         prefix = "   " if event.kind == "log" else f"{event.kind:>8}"
         out.print(f"{event.at:%H:%M:%S} {prefix} [{event.stage}] {event.message}", markup=False)
         detail = event.data.get("detail") if isinstance(event.data, dict) else None
@@ -338,15 +359,26 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     services = bootstrap(settings, sink=RecordingSink())
-    with session_scope(services.engine) as session:
-        job = queries.find_job(session, ref=args.job)
-    try:
-        services.worker.cancel(job.id)
-    except IllegalTransition:
-        err.print(f"Job {job.short_id} is {job.status}; there is nothing to cancel.", markup=False)
-        return EXIT_USAGE
+    job = JobService.of(services).cancel(args.job, by="cli")
     out.print(f"Job {job.short_id} cancelled.", markup=False)
     return 0
+
+
+def cmd_extend(args: argparse.Namespace, settings: Settings) -> int:
+    # A local sandbox is reachable only from the `trainbot run` that started it, so this
+    # says so plainly rather than pretending (see JobService.extend).
+    services = bootstrap(settings, sink=RecordingSink())
+    extended = JobService.of(services).extend(args.job, hours=args.hours)
+    out.print(
+        f"Job {extended.job.short_id}'s app stays up until {extended.expires_at:%H:%M:%S} UTC.",
+        markup=False,
+    )
+    return 0
+
+
+def _reader(settings: Settings) -> JobService:
+    # No providers are built, so `status`, `jobs` and `logs` answer wherever the database does.
+    return JobService.reader(build_engine(settings))
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from pipeline.builtin_datasets import BUILTIN_DATASETS
+from pipeline.service import SUMMARY_KINDS
 from storage import queries
 from storage.models import JobEvent, TrainingJob
 
@@ -116,10 +117,6 @@ def build_snapshot(
 
 
 _STAGE_NAMES = set(STAGE_TITLES)
-
-
-# The events a snapshot is built from (output lines are left out: there can be thousands).
-SUMMARY_KINDS = ["started", "finished", "failed", "progress", "warning"]
 
 
 def load_snapshot(session: Session, job: TrainingJob) -> JobSnapshot:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.manifest import EVENTS_PATH
 from bot.runtime import BotRuntime
 from bot.slack_gate import slack_gate
-from storage import queries
-from storage.db import ping, session_scope
+from pipeline.service import InvalidJobRef, JobNotFound, JobService
+from storage.db import ping
 from storage.models import TrainingJob
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
         max_body_bytes=runtime.ctx.slack.max_request_bytes,
     )
     engine = runtime.ctx.services.engine
+    # The API's own view of the jobs: it takes any unambiguous prefix, as the CLI does.
+    jobs = JobService.of(runtime.ctx.services)
     api_token = runtime.ctx.slack.api_token
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -77,14 +79,12 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
                     extra=[("WWW-Authenticate", "Bearer")],
                 )
             try:
-                with session_scope(engine) as session:
-                    job = queries.find_job(session, ref=match.group(1))
-                    model = queries.get_model(session, model_id=job.model_id)
-            except queries.InvalidJobRef as error:
+                found = jobs.status(match.group(1))
+            except InvalidJobRef as error:
                 return _json(start_response, 400, {"error": str(error)})
-            except queries.JobLookupError as error:
+            except JobNotFound as error:
                 return _json(start_response, 404, {"error": str(error)})
-            return _json(start_response, 200, job_status(job, model.name if model else None))
+            return _json(start_response, 200, job_status(found.job, found.model_name))
         return _json(start_response, 404, {"error": f"no route for {method[:10]} {path[:80]}"})
 
     return application

@@ -141,6 +141,22 @@ class JobWorker:
             EventKind.FINISHED, JOB, f"the live app was stopped: {reason}", status="expired"
         )
 
+    def extend(self, job_id: str, seconds: int) -> datetime | None:
+        """Keeps a live app up `seconds` from now: records and re-arms the end the provider
+        reports. None when this process does not hold the app's sandbox (only the process
+        that started it can reach a local one)."""
+        # Under the lock, so a cancel or expiry cannot take the sandbox away mid-call.
+        with self._lock:
+            sandbox = self._live.get(job_id)
+            if sandbox is None:
+                return None
+            ends = sandbox.extend(seconds)
+            with session_scope(self.deps.engine) as session:
+                job = queries.update_job(session, job_id=job_id, expires_at=ends)
+            if not self._stopping:
+                self._schedule_expiry(job)  # replaces the old timer
+        return ends
+
     # -- internals -----------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:

@@ -9,12 +9,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
 from storage import queries
+from storage.locks import migration_lock
 from storage.models import TrainingJob
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -52,11 +55,26 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    """Migrate under `migration_lock`, so processes started together migrate once; a process
+    that finds the database already at head (before or after waiting) changes nothing."""
+    config = alembic_config(engine)
+    if revision == "head" and _at_head(engine, config):
+        return  # the usual start: no lock to wait for, no lock file to create
+    with migration_lock(engine):
+        if revision == "head" and _at_head(engine, config):
+            return  # another process migrated while this one waited
+        command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.downgrade(alembic_config(engine), revision)
+
+
+def _at_head(engine: Engine, config: Config) -> bool:
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads()) == heads
 
 
 @contextmanager

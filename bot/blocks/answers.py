@@ -29,6 +29,7 @@ HELP_LINES = (
     (f"{TRAIN_COMMAND} cancel ID", "stop a running job or a live app"),
     (f"{TRAIN_COMMAND} retry ID", "train a failed, cancelled or expired job again"),
     (f"{TRAIN_COMMAND} logs ID", "the end of a job's training log"),
+    (f"{TRAIN_COMMAND} extend ID [hours]", "keep a live app up longer (1 hour if not said)"),
 )
 
 

@@ -13,8 +13,8 @@ from bot import blocks
 from bot.ids import OPEN_APP_ACTION, ActionId
 from bot.listeners.reading import request_of
 from bot.payloads import BlockAction
-from bot.service import ActionRefused, BotContext, cancel_job, retry_job
-from storage.queries import JobLookupError
+from bot.service import BotContext
+from pipeline.service import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
         click: BlockAction = request_of(context)
         try:
-            cancel_job(ctx, click.value or "", by=click.user_id)
-        except (JobLookupError, ActionRefused) as error:
+            ctx.jobs.cancel(click.value or "", by=click.user_id)
+        except ServiceError as error:
             _tell(client, click, f"{error}.")
 
     @app.action(ActionId.RETRY_JOB.value)
@@ -34,8 +34,8 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
         click: BlockAction = request_of(context)
         try:
-            retry_job(ctx, click.value or "", click.user_id)
-        except (JobLookupError, ActionRefused) as error:
+            ctx.jobs.retry(click.value or "", by=click.user_id, origin="slack")
+        except ServiceError as error:
             _tell(client, click, f"{error}.")
 
     # A link button still sends an action; it only needs an ack. Home tab buttons carry

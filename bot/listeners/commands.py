@@ -15,18 +15,9 @@ from bot.ids import TRAIN_COMMAND
 from bot.limits import LIST_JOBS
 from bot.listeners.reading import request_of
 from bot.payloads import SlashCommand
-from bot.service import (
-    ActionRefused,
-    BotContext,
-    cancel_job,
-    find_snapshot,
-    latest_snapshot,
-    log_lines,
-    recent_jobs,
-    retry_job,
-)
+from bot.service import BotContext, log_lines, snapshot
 from pipeline.builtin_datasets import BUILTIN_DATASETS
-from storage.queries import JobLookupError
+from pipeline.service import ActionRefused, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +40,7 @@ def register(app: App, ctx: BotContext) -> None:
             return
         try:
             message = answer(ctx, command, args)
-        except (JobLookupError, ActionRefused) as error:
+        except ServiceError as error:
             message = blocks.error_message(f"{str(error)[:1].upper()}{str(error)[1:]}.")
         ack(**message.as_kwargs())
 
@@ -82,26 +73,26 @@ def _help(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Mes
 
 def _status(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     if args:
-        return blocks.status_message(find_snapshot(ctx, args[0]))
-    latest = latest_snapshot(ctx, command.user_id)
+        return blocks.status_message(snapshot(ctx.jobs.status(args[0])))
+    latest = ctx.jobs.latest(requested_by=command.user_id)
     if latest is None:
         return blocks.error_message(f"You have no jobs yet. Start one with `{TRAIN_COMMAND}`.")
-    return blocks.status_message(latest)
+    return blocks.status_message(snapshot(latest))
 
 
 def _list(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     channel = command.channel_id
-    page = recent_jobs(ctx, channel_id=channel, limit=LIST_JOBS)
-    return blocks.list_message(page.snapshots, channel, total=page.total)
+    page = ctx.jobs.list(channel_id=channel, limit=LIST_JOBS)
+    return blocks.list_message([snapshot(item) for item in page.items], channel, total=page.total)
 
 
 def _cancel(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    job = cancel_job(ctx, _job_ref(args, "cancel"), by=command.user_id)
+    job = ctx.jobs.cancel(_job_ref(args, "cancel"), by=command.user_id)
     return blocks.note_reply(f"Job {job.short_id} is cancelled.")
 
 
 def _retry(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    job = retry_job(ctx, _job_ref(args, "retry"), command.user_id)
+    job = ctx.jobs.retry(_job_ref(args, "retry"), by=command.user_id, origin="slack")
     return blocks.note_reply(
         f"Retrying as job {job.short_id} (attempt {job.attempt}); its card follows in the channel."
     )
@@ -110,6 +101,21 @@ def _retry(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Me
 def _logs(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
     snap, lines, total = log_lines(ctx, _job_ref(args, "logs"))
     return blocks.logs_message(snap, lines, total)
+
+
+def _extend(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+    ref = _job_ref(args, "extend")
+    try:
+        hours = float(args[1]) if len(args) > 1 else 1.0
+    except ValueError:
+        raise ActionRefused(
+            f"say how many hours, such as `{TRAIN_COMMAND} extend {ref[:12]} 2`"
+        ) from None
+    extended = ctx.jobs.extend(ref, hours=hours)
+    until = f"The app of job {extended.job.short_id} stays up until {extended.expires_at:%H:%M} UTC"
+    if extended.cut_short:
+        until += f", sooner than asked: the {ctx.jobs.provider} sandbox stops it then"
+    return blocks.note_reply(f"{until}.")
 
 
 def _job_ref(args: list[str], subcommand: str) -> str:
@@ -130,4 +136,5 @@ SUBCOMMANDS: dict[str, Callable[[BotContext, SlashCommand, list[str]], blocks.Me
     "cancel": _cancel,
     "retry": _retry,
     "logs": _logs,
+    "extend": _extend,
 }

@@ -11,7 +11,7 @@ from bot import blocks
 from bot.limits import HOME_JOBS
 from bot.listeners.reading import request_of
 from bot.payloads import HomeOpened
-from bot.service import BotContext, recent_jobs
+from bot.service import BotContext, snapshot
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -20,6 +20,6 @@ def register(app: App, ctx: BotContext) -> None:
         opened: HomeOpened = request_of(context)
         if opened.tab != "home":
             return
-        page = recent_jobs(ctx, user_id=opened.user_id, limit=HOME_JOBS)
-        view = blocks.home_view(page.snapshots, total=page.total)
+        page = ctx.jobs.list(requested_by=opened.user_id, limit=HOME_JOBS)
+        view = blocks.home_view([snapshot(item) for item in page.items], total=page.total)
         client.views_publish(user_id=opened.user_id, view=view)

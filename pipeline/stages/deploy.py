@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from pipeline.codegen.base import TaskType
-from pipeline.codegen.contract import APP_SCRIPT, MAX_ROWS
+from pipeline.codegen.contract import APP_SCRIPT, MAX_BODY_BYTES, MAX_ROWS
 from pipeline.errors import DeployError, JobCancelled
 from pipeline.sandbox.base import Sandbox
 from pipeline.stages.train import last_error_line, log_tail
@@ -180,12 +180,16 @@ def bad_requests(row: dict[str, Any]) -> list[Probe]:
     sends one, and it costs the read timeout).
     """
     huge = "9" * 400  # overflows float(); the contract's cap refuses it while parsing
-    huge_row = "{" + ", ".join(f"{json.dumps(key)}: {huge}" for key in row) + "}"
+    # One such value is enough: the body is refused while parsing, whatever the row lacks.
+    huge_row = "{" + ", ".join(f"{json.dumps(key)}: {huge}" for key in list(row)[:1]) + "}"
+    too_many = json.dumps({"rows": [row] * (MAX_ROWS + 1)}).encode()
+    # On wide data that many rows are over the body cap too, which then refuses them first.
+    too_many_answer = 400 if len(too_many) <= MAX_BODY_BYTES else 413
     return [
         Probe("a body that is not JSON", "POST", b"rows=1", 400),
         Probe('{"rows": "not a list"}', "POST", b'{"rows": "not a list"}', 400),
         Probe(
-            "a row whose values are 400-digit integers",
+            "a row with a 400-digit integer",
             "POST",
             f'{{"rows": [{huge_row}]}}'.encode(),
             400,
@@ -199,8 +203,8 @@ def bad_requests(row: dict[str, Any]) -> list[Probe]:
         Probe(
             f"{MAX_ROWS + 1} rows (over the cap of {MAX_ROWS})",
             "POST",
-            json.dumps({"rows": [row] * (MAX_ROWS + 1)}).encode(),
-            400,
+            too_many,
+            too_many_answer,
         ),
         # A standard method /predict does not take: the same "no handler" path in an
         # http.server app as a made-up one, without the risk that a proxy in front of the

@@ -35,7 +35,7 @@ def without(old: str, new: str) -> str:
 BROKEN: dict[str, tuple[str, list[str]]] = {
     "plain json.loads": (
         without("json.loads(body, parse_int=bounded_int)", "json.loads(body)"),
-        ["400-digit integers", "HTTP 500 instead of 400"],
+        ["a 400-digit integer", "HTTP 500 instead of 400"],
     ),
     "no depth check": (
         without("if depth > MAX_JSON_DEPTH:", "if False:"),

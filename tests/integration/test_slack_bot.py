@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 
 from bot.ids import ActionId
 from bot.manifest import BOT_SCOPES
+from storage import queries
+from storage.db import session_scope
 from storage.models import TrainingJob
 from storage.states import JobStatus
 from tests.fakes.slack_api import DOWNLOAD, FakeSlack
@@ -487,3 +490,20 @@ def test_expiry_of_the_app_updates_the_card(bot: BotHarness) -> None:
     assert ActionId.RETRY_JOB.value in buttons(card)
     assert any("lifetime ran out" in r for r in thread_texts(bot, job))
     assert bot.slack.rejections == []
+
+
+def test_extend_keeps_a_live_app_up_longer_and_re_arms_its_expiry(bot: BotHarness) -> None:
+    submit(bot, open_modal(bot), name="Kept up", dataset="iris")
+    job = wait_job(bot)
+    assert job.status == JobStatus.LIVE and job.expires_at is not None
+    answer = ephemeral(bot.sender.command(f"extend {job.short_id} 2"))
+    assert f"job {job.short_id} stays up until" in answer.lower()
+    with session_scope(bot.engine) as session:
+        extended = queries.get_job(session, job_id=job.id)
+    assert extended is not None and extended.expires_at is not None
+    assert extended.expires_at - job.expires_at > timedelta(minutes=30)
+    timer = bot.runtime.ctx.services.worker.scheduler.get_job(f"expire:{job.id}")
+    assert timer is not None and timer.next_run_time == extended.expires_at
+    assert "how many hours" in ephemeral(bot.sender.command(f"extend {job.short_id} soon"))
+    assert "is cancelled" in ephemeral(bot.sender.command(f"cancel {job.short_id}"))
+    assert "only a live app" in ephemeral(bot.sender.command(f"extend {job.short_id}"))

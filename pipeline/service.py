@@ -1,0 +1,371 @@
+"""What people can ask of TrainBot, in one place: the CLI, the Slack listeners and the HTTP
+API all call these (as cosmicpython's entrypoints call its service layer).
+
+Entry points parse what was typed, call one method and present the result or the error.
+This module stays import-light (no pandas, scikit-learn or Slack): the Slack listeners
+import it and must answer within Slack's 3 s (see tests/unit/test_light_imports.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from pipeline.errors import PipelineError
+from pipeline.limits import MIN_APP_LIFETIME
+from storage import queries
+from storage.db import create_job_once, session_scope
+from storage.models import JobEvent, TrainingJob
+from storage.states import IllegalTransition, JobStatus
+
+if TYPE_CHECKING:
+    # Only the type: the bootstrap imports the whole pipeline (pandas, scikit-learn).
+    from pipeline.bootstrap import Services
+
+# The events a summary of a job is built from (output lines are left out: there can be
+# thousands).
+SUMMARY_KINDS = ("started", "finished", "failed", "progress", "warning")
+# Seconds of difference between the end asked for and the end a provider reports that are
+# only clocks and round trips.
+_EXTEND_TOLERANCE = 120
+
+
+# -- errors: each message is written for the person who asked ------------------------------
+
+
+class ServiceError(Exception):
+    """What was asked cannot be done; `str(error)` says why, in plain words."""
+
+
+class InvalidJobRef(ServiceError):
+    """What was typed cannot be a job id at all."""
+
+
+class JobNotFound(ServiceError):
+    """The id names no job, or more than one."""
+
+
+class ActionRefused(ServiceError):
+    """The job exists but is not in a state that allows what was asked."""
+
+
+class LifetimeRefused(ServiceError):
+    """A lifetime the sandbox provider cannot give, or too short to be of use."""
+
+    def __init__(self, message: str, *, asked: int, most: int | None = None) -> None:
+        super().__init__(message)
+        self.asked = asked
+        self.most = most  # the provider's cap, when that is what was passed
+
+
+class AppUnreachable(ActionRefused):
+    """The live app's sandbox is held by another process, which this one cannot reach."""
+
+
+# -- what the entry points hand in and get back ----------------------------------------------
+
+
+class JobControl(Protocol):
+    """The worker, as the use cases need it (pipeline.worker.JobWorker implements it)."""
+
+    def submit(self, job_id: str) -> None: ...
+
+    def cancel(self, job_id: str) -> TrainingJob:
+        """Raises IllegalTransition when the job has nothing left to cancel."""
+        ...
+
+    def extend(self, job_id: str, seconds: int) -> datetime | None:
+        """The app's real new end, or None when this process does not hold its sandbox."""
+        ...
+
+
+class Announcer(Protocol):
+    """Who hears of a job before its events flow (the Slack notifier posts its card)."""
+
+    def job_queued(self, job_id: str) -> None: ...
+
+    def job_cancelled(self, job_id: str, by: str) -> None: ...
+
+
+class Silent:
+    """The announcer of entry points that show jobs themselves (the CLI, the HTTP API)."""
+
+    def job_queued(self, job_id: str) -> None:
+        pass
+
+    def job_cancelled(self, job_id: str, by: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    name: str
+    dataset_source: str
+    requested_by: str
+    origin: str  # "cli" or "slack": what the job may read (only the CLI reads local files)
+    goal: str = ""
+    target: str | None = None
+    task: str | None = None
+    resources: Sequence[str] = ()
+    channel_id: str | None = None
+    ttl_seconds: int | None = None  # None: the default lifetime, capped to the provider's
+    request_key: str | None = None  # the same key twice is one job (a redelivered form)
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    seconds: int
+    capped_from: int | None = None  # the default that was longer than the provider allows
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: TrainingJob
+    created: bool  # False: this exact request was seen before, and nothing new was queued
+    lifetime: Lifetime
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    job: TrainingJob
+    model_name: str | None
+    events: list[JobEvent] = field(default_factory=list)  # the summary kinds, in order
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """The newest jobs that match, and how many match in all (shown or not)."""
+
+    items: list[JobDetail]
+    total: int
+
+
+@dataclass(frozen=True)
+class JobLog:
+    detail: JobDetail
+    events: list[JobEvent]  # every event, output lines included, in order
+
+
+@dataclass(frozen=True)
+class Extended:
+    job: TrainingJob
+    expires_at: datetime
+    asked_until: datetime
+
+    @property
+    def cut_short(self) -> bool:
+        """The provider stops the app sooner than asked (E2B clamps to the plan's cap)."""
+        return (self.asked_until - self.expires_at).total_seconds() > _EXTEND_TOLERANCE
+
+
+# -- the use cases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobService:
+    engine: Engine
+    # None: a service that only reads (status, list, logs), built without any provider.
+    worker: JobControl | None
+    provider: str  # the sandbox provider's name, for messages
+    max_lifetime: int | None  # the provider's cap in seconds (None: no cap)
+    default_lifetime: int  # TRAINBOT_APP_TTL
+    announcer: Announcer = field(default_factory=Silent)
+    # The shortest id prefix accepted. Slack asks for the whole short id: a shorter prefix
+    # would let anyone walk through everyone's jobs (`/train logs 0000`, `0001`, ...).
+    min_prefix: int = queries.MIN_ID_PREFIX
+
+    @classmethod
+    def of(
+        cls,
+        services: Services,
+        *,
+        announcer: Announcer | None = None,
+        min_prefix: int = queries.MIN_ID_PREFIX,
+    ) -> JobService:
+        sandboxes = services.deps.sandboxes
+        return cls(
+            engine=services.engine,
+            worker=services.worker,
+            provider=sandboxes.name,
+            max_lifetime=sandboxes.max_lifetime,
+            default_lifetime=services.settings.app_ttl,
+            announcer=announcer or Silent(),
+            min_prefix=min_prefix,
+        )
+
+    @classmethod
+    def reader(cls, engine: Engine, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
+        """A service for status, list and logs only: it needs no sandbox provider."""
+        return cls(engine, None, "", None, 0, min_prefix=min_prefix)
+
+    def lifetime(self, seconds: int | None) -> Lifetime:
+        return lifetime(
+            seconds,
+            default=self.default_lifetime,
+            max_lifetime=self.max_lifetime,
+            provider=self.provider,
+        )
+
+    def submit(self, request: JobRequest) -> Submitted:
+        """Records and queues the job, once per `request_key`."""
+        life = self.lifetime(request.ttl_seconds)
+        job, created = create_job_once(
+            self.engine,
+            name=request.name,
+            dataset_source=request.dataset_source,
+            goal=request.goal,
+            target_column=request.target,
+            task_type=request.task,
+            resources=list(request.resources),
+            requested_by=request.requested_by,
+            channel_id=request.channel_id,
+            ttl_seconds=life.seconds,
+            origin=request.origin,
+            request_key=request.request_key,
+        )
+        if created:
+            self._start(job.id)
+        return Submitted(job, created, life)
+
+    def cancel(self, ref: str, *, by: str) -> TrainingJob:
+        """Cancels a queued or running job, or stops its live app."""
+        with session_scope(self.engine) as session:
+            job = self._find(session, ref)
+        try:
+            job = self._worker.cancel(job.id)
+        except IllegalTransition as error:
+            raise ActionRefused(
+                f"job {job.short_id} is {job.status}; there is nothing to cancel"
+            ) from error
+        self.announcer.job_cancelled(job.id, by)
+        return job
+
+    def retry(self, ref: str, *, by: str, origin: str) -> TrainingJob:
+        """A new attempt of a job that ended; the old one keeps its history."""
+        with session_scope(self.engine) as session:
+            old = self._find(session, ref)
+            try:
+                job = queries.create_retry(session, job_id=old.id, requested_by=by, origin=origin)
+            except queries.JobActionError as error:
+                raise ActionRefused(str(error)) from error
+        self._start(job.id)
+        return job
+
+    def extend(self, ref: str, *, hours: float) -> Extended:
+        """Keeps a live app up `hours` from now, within the provider's cap."""
+        seconds = round(hours * 3600) if math.isfinite(hours) else 0
+        if seconds < MIN_APP_LIFETIME:
+            raise LifetimeRefused("say how many hours more, such as 1 or 0.5", asked=seconds)
+        if self.max_lifetime is not None and seconds > self.max_lifetime:
+            raise LifetimeRefused(
+                f"{_hours(seconds)} is too long: the {self.provider} sandbox keeps an app up "
+                f"for at most {_hours(self.max_lifetime)}",
+                asked=seconds,
+                most=self.max_lifetime,
+            )
+        with session_scope(self.engine) as session:
+            job = self._find(session, ref)
+        if job.job_status != JobStatus.LIVE:
+            raise ActionRefused(f"job {job.short_id} is {job.status}; only a live app is extended")
+        asked_until = datetime.now(UTC) + timedelta(seconds=seconds)
+        try:
+            ends = self._worker.extend(job.id, seconds)
+        except PipelineError as error:
+            refused = f"the app of job {job.short_id} was not extended: {error}"
+            raise ActionRefused(refused) from error
+        if ends is None:
+            raise AppUnreachable(
+                f"the app of job {job.short_id} runs in another TrainBot process, which this "
+                "one cannot reach; extend it where the job runs"
+            )
+        with session_scope(self.engine) as session:
+            job = queries.get_job(session, job_id=job.id) or job
+        return Extended(job, ends, asked_until)
+
+    def status(self, ref: str) -> JobDetail:
+        with session_scope(self.engine) as session:
+            return _detail(session, self._find(session, ref))
+
+    def latest(self, *, requested_by: str) -> JobDetail | None:
+        """The newest job this person asked for, if any."""
+        with session_scope(self.engine) as session:
+            jobs = queries.list_jobs(session, requested_by=requested_by, limit=1)
+            return _detail(session, jobs[0]) if jobs else None
+
+    def list(
+        self, *, limit: int, channel_id: str | None = None, requested_by: str | None = None
+    ) -> JobPage:
+        """Newest first, with how many match in all."""
+        with session_scope(self.engine) as session:
+            jobs = queries.list_jobs(
+                session, channel_id=channel_id, requested_by=requested_by, limit=limit
+            )
+            total = queries.count_jobs(session, channel_id=channel_id, requested_by=requested_by)
+            return JobPage([_detail(session, job) for job in jobs], total)
+
+    def logs(self, ref: str) -> JobLog:
+        with session_scope(self.engine) as session:
+            job = self._find(session, ref)
+            return JobLog(_detail(session, job), queries.list_events(session, job_id=job.id))
+
+    # -- internals -----------------------------------------------------------------------
+
+    @property
+    def _worker(self) -> JobControl:
+        if self.worker is None:  # a mistake in the code, never something a person did
+            raise RuntimeError("this JobService only reads; build it with JobService.of")
+        return self.worker
+
+    def _find(self, session: Session, ref: str) -> TrainingJob:
+        try:
+            return queries.find_job(session, ref=ref, min_prefix=self.min_prefix)
+        except queries.InvalidJobRef as error:
+            raise InvalidJobRef(str(error)) from error
+        except queries.JobLookupError as error:
+            raise JobNotFound(str(error)) from error
+
+    def _start(self, job_id: str) -> None:
+        # Announced before the worker can emit anything, so a job's card always comes first.
+        self.announcer.job_queued(job_id)
+        self._worker.submit(job_id)
+
+
+def lifetime(
+    seconds: int | None, *, default: int, max_lifetime: int | None, provider: str
+) -> Lifetime:
+    """The lifetime a job gets: one asked past the provider's cap (`max_lifetime`) is
+    refused; the default is capped to it."""
+    if seconds is None:
+        if max_lifetime is not None and default > max_lifetime:
+            return Lifetime(max_lifetime, capped_from=default)
+        return Lifetime(default)
+    if seconds < MIN_APP_LIFETIME:
+        raise LifetimeRefused(
+            f"an app must stay up at least {MIN_APP_LIFETIME} seconds", asked=seconds
+        )
+    if max_lifetime is not None and seconds > max_lifetime:
+        raise LifetimeRefused(
+            f"{seconds} seconds is too long: the {provider} sandbox keeps an app up "
+            f"for at most {max_lifetime} seconds",
+            asked=seconds,
+            most=max_lifetime,
+        )
+    return Lifetime(seconds)
+
+
+def _detail(session: Session, job: TrainingJob) -> JobDetail:
+    model = queries.get_model(session, model_id=job.model_id)
+    events = queries.list_events(session, job_id=job.id, kinds=SUMMARY_KINDS)
+    return JobDetail(job, model.name if model else None, events)
+
+
+def _hours(seconds: int) -> str:
+    hours = seconds / 3600
+    shown = f"{hours:g}" if hours >= 1 else f"{hours:.2g}"
+    return f"{shown} hour" if shown == "1" else f"{shown} hours"
