@@ -7,43 +7,22 @@ import os
 import re
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
 from sqlmodel import SQLModel
 
 from storage.db import alembic_config, make_engine, upgrade
+from storage.locks import migration_lock
 from tests.integration.test_cli import CliRun, cli_env  # noqa: F401  - the fixture
+from tests.support.concurrent_upgrade import upgrade_when_all_are_ready
 
 PROCESSES = 4
-WRITES = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE", "REPLACE"}
-
-
-def _upgrade_when_all_are_ready(url: str, barrier: Any, results: Any) -> None:
-    """One process: import and connect first, then upgrade at the same moment as the others,
-    reporting how many writing statements it ran (or the error it met)."""
-    engine = make_engine(url)
-    writes: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().split(None, 1)[0].upper() in WRITES:
-            writes.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    barrier.wait(timeout=120)
-    try:
-        upgrade(engine)
-    except Exception as error:  # reported to the test, which shows it
-        results.put(("error", repr(error)))
-    else:
-        results.put(("ok", len(writes)))
-    finally:
-        engine.dispose()
 
 
 def test_processes_upgrading_a_fresh_database_together_migrate_it_once(
@@ -54,7 +33,7 @@ def test_processes_upgrading_a_fresh_database_together_migrate_it_once(
     barrier = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_upgrade_when_all_are_ready, args=(empty_db_url, barrier, results))
+        ctx.Process(target=upgrade_when_all_are_ready, args=(empty_db_url, barrier, results))
         for _ in range(PROCESSES)
     ]
     for proc in procs:
@@ -77,17 +56,42 @@ def test_processes_upgrading_a_fresh_database_together_migrate_it_once(
         engine.dispose()
 
 
-def test_upgrade_of_an_in_memory_database_needs_no_lock_file(tmp_path: Path) -> None:
+def test_upgrade_waits_while_another_holds_the_lock(empty_db_url: str) -> None:
+    holder, waiter = make_engine(empty_db_url), make_engine(empty_db_url)
+    done = threading.Event()
+
+    def migrate() -> None:
+        upgrade(waiter)
+        done.set()
+
+    thread = threading.Thread(target=migrate)
+    try:
+        with migration_lock(holder):
+            thread.start()
+            assert not done.wait(2), "upgrade ran while another process held the lock"
+        assert done.wait(60)
+        with waiter.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_heads() != ()
+    finally:
+        thread.join(60)
+        holder.dispose()
+        waiter.dispose()
+
+
+def test_an_in_memory_database_needs_no_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a lock named after an empty path would land
     engine = make_engine("sqlite://")
     upgrade(engine)
     engine.dispose()
-    file_engine = make_engine(f"sqlite:///{tmp_path / 'trainbot.db'}")
+    assert list(tmp_path.iterdir()) == []
+    file_engine = make_engine("sqlite:///trainbot.db")
     upgrade(file_engine)
     file_engine.dispose()
     # The lock lives beside the file it guards, and stays (removing it would let two
     # processes lock two different files).
-    assert (tmp_path / "trainbot.db.migrate.lock").exists()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")) == [
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")] == [
         "trainbot.db.migrate.lock"
     ]
 
