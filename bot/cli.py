@@ -85,9 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("job", help="job id (the first 8 characters are enough)")
-    extend = commands.add_parser("extend", help="keep a live app up longer")
-    extend.add_argument("job", help="job id (the first 8 characters are enough)")
-    extend.add_argument("--hours", type=float, default=1.0, help="hours from now (default 1)")
     jobs = commands.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=20)
 
@@ -125,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "logs": cmd_logs,
         "cancel": cmd_cancel,
-        "extend": cmd_extend,
         "jobs": cmd_jobs,
         "db": cmd_db,
         "serve": cmd_serve,
@@ -361,18 +357,6 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     services = bootstrap(settings, sink=RecordingSink())
     job = JobService.of(services).cancel(args.job, by="cli")
     out.print(f"Job {job.short_id} cancelled.", markup=False)
-    return 0
-
-
-def cmd_extend(args: argparse.Namespace, settings: Settings) -> int:
-    # A local sandbox is reachable only from the `trainbot run` that started it, so this
-    # says so plainly rather than pretending (see JobService.extend).
-    services = bootstrap(settings, sink=RecordingSink())
-    extended = JobService.of(services).extend(args.job, hours=args.hours)
-    out.print(
-        f"Job {extended.job.short_id}'s app stays up until {extended.expires_at:%H:%M:%S} UTC.",
-        markup=False,
-    )
     return 0
 
 
