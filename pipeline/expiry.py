@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 # Seconds of difference that are only clocks and round trips, not an early stop.
-_TOLERANCE = 120
+EARLY_STOP_TOLERANCE = 120
 # Per provider: its name in a sentence, and the setting that tells it the plan's cap.
 _PROVIDERS = {"e2b": ("E2B", "TRAINBOT_E2B_MAX_LIFETIME")}
 
@@ -40,7 +40,7 @@ def early_stop_warning(
     `started` is when the sandbox was created (a little after the provider started its clock).
     """
     early = (asked_end - real_end).total_seconds()
-    if early < _TOLERANCE:
+    if early < EARLY_STOP_TOLERANCE:
         return None
     label, setting = _PROVIDERS.get(provider, (provider, None))
     at = (
@@ -55,7 +55,7 @@ def early_stop_warning(
         return f"{head}: the provider ended its life sooner"
     named = f" ({setting})" if setting else ""
     cap_end = started + timedelta(seconds=max_lifetime)
-    if real_end < cap_end - timedelta(seconds=_TOLERANCE):
+    if real_end < cap_end - timedelta(seconds=EARLY_STOP_TOLERANCE):
         return (
             f"{head}: the plan allows less than the {duration(max_lifetime)} configured{named}; "
             "set that to the plan's cap"

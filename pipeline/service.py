@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pipeline.errors import PipelineError
+from pipeline.expiry import EARLY_STOP_TOLERANCE
 from pipeline.limits import MIN_APP_LIFETIME
 from storage import queries
 from storage.db import create_job_once, session_scope
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 # The events a summary of a job is built from (output lines are left out: there can be
 # thousands).
 SUMMARY_KINDS = ("started", "finished", "failed", "progress", "warning")
-# Seconds of difference between the end asked for and the end a provider reports that are
-# only clocks and round trips.
-_EXTEND_TOLERANCE = 120
 
 
 # -- errors: each message is written for the person who asked ------------------------------
@@ -161,7 +159,7 @@ class Extended:
     @property
     def cut_short(self) -> bool:
         """The provider stops the app sooner than asked (E2B clamps to the plan's cap)."""
-        return (self.asked_until - self.expires_at).total_seconds() > _EXTEND_TOLERANCE
+        return (self.asked_until - self.expires_at).total_seconds() > EARLY_STOP_TOLERANCE
 
 
 # -- the use cases -------------------------------------------------------------------------
