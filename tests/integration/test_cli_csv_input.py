@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import CliRun, cli_env, trainbot  # noqa: F401 - fixture
+from tests.support.cli import CliRun, trainbot
+from tests.support.cli import cli_env as cli_env_fixture
+
+# The fixture by name, so pytest finds it in this module.
+cli_env = cli_env_fixture
 
 # A refusal names a file, a column and a few rows: a few hundred characters, never the file.
 REASON_BOUND = 1_200

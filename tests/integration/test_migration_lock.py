@@ -19,8 +19,12 @@ from sqlmodel import SQLModel
 
 from storage.db import alembic_config, make_engine, upgrade
 from storage.locks import migration_lock
-from tests.integration.test_cli import CliRun, cli_env  # noqa: F401  - the fixture
+from tests.support.cli import CliRun
+from tests.support.cli import cli_env as cli_env_fixture
 from tests.support.concurrent_upgrade import upgrade_when_all_are_ready
+
+# The fixture by name, so pytest finds it in this module.
+cli_env = cli_env_fixture
 
 PROCESSES = 4
 
