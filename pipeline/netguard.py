@@ -258,7 +258,7 @@ class UrlGuard:
             infos = self._resolver(host, port, 0, socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
             raise FetchError(
-                f"Could not find the server {host} (for {_short(url)}); "
+                f"Could not find the server {_short(host)} (for {_short(url)}); "
                 "check that the link is spelled correctly and publicly reachable.",
                 detail=repr(exc),
             ) from exc
@@ -268,7 +268,7 @@ class UrlGuard:
             if ip is not None and ip not in addresses:
                 addresses.append(ip)
         if not addresses:
-            raise FetchError(f"Could not find the server {host} (for {_short(url)}).")
+            raise FetchError(f"Could not find the server {_short(host)} (for {_short(url)}).")
         return addresses
 
     def _check_address(self, url: str, ip: IPAddress, literal: bool) -> None:
@@ -384,14 +384,14 @@ class UrlGuard:
                 raise _timeout_error(shown, parsed.host, timeout) from exc
             except httpx.HTTPError as exc:
                 raise FetchError(
-                    f"The server {parsed.host} sent a broken response for {shown}; "
+                    f"The server {_short(parsed.host)} sent a broken response for {shown}; "
                     "try again later, or upload the file instead.",
                     detail=repr(exc),
                 ) from exc
         if isinstance(last_error, httpx.ConnectTimeout):
             raise _timeout_error(shown, parsed.host, timeout) from last_error
         raise FetchError(
-            f"Could not connect to {parsed.host} for {shown}; "
+            f"Could not connect to {_short(parsed.host)} for {shown}; "
             "check that the link is correct and the site is up.",
             detail=repr(last_error),
         ) from last_error
@@ -403,7 +403,7 @@ def _default_port(parsed: httpx.URL) -> int:
 
 def _timeout_error(shown: str, host: str, timeout: float) -> FetchError:
     return FetchError(
-        f"{host} did not answer within {timeout:g} s ({shown}); "
+        f"{_short(host)} did not answer within {timeout:g} s ({shown}); "
         "try again later, or upload the file instead."
     )
 

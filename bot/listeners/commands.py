@@ -57,14 +57,17 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) 
         client.views_open(trigger_id=command.trigger_id, view=view)
     except SlackApiError as error:
         log.warning("views.open failed: %s", error.response.get("error"))
-        client.chat_postEphemeral(
-            channel=command.channel_id,
-            user=command.user_id,
-            **blocks.error_message(
-                f"Slack did not open the form ({error.response.get('error')}); "
-                f"run `{TRAIN_COMMAND}` again."
-            ).as_kwargs(),
-        )
+        try:
+            client.chat_postEphemeral(
+                channel=command.channel_id,
+                user=command.user_id,
+                **blocks.error_message(
+                    f"Slack did not open the form ({error.response.get('error')}); "
+                    f"run `{TRAIN_COMMAND}` again."
+                ).as_kwargs(),
+            )
+        except SlackApiError as second:  # nobody left to tell; one line, not a traceback
+            log.warning("could not say so either: %s", second.response.get("error"))
 
 
 def _help(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:

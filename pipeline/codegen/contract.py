@@ -34,7 +34,7 @@ The pipeline writes into the sandbox working directory:
   null means "unknown".
 
   Every error is JSON {"error": "<plain words>"} (never HTML or a traceback) and the app
-  keeps serving. The deploy check sends one bad request of each kind, then GET /health:
+  keeps serving. Refuse each of these (the deploy check tries most), then GET /health:
     Content-Length over 1,000,000 bytes -> 413 (refuse before reading)
     more than 1000 rows, or not JSON -> 400
     an integer over 100 digits -> 400 (json.loads(body, parse_int=...) must refuse it)

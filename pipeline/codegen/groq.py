@@ -288,7 +288,9 @@ class GroqGenerator:
                 "Groq's model did not produce valid JSON",
                 detail=excerpt(str(body.get("failed_generation") or "")),
             )
-        if body.get("code") in MODEL_GONE or isinstance(error, groq.NotFoundError):
+        # Only Groq's own word that the model is gone latches it for the process: any other
+        # 404 (a wrong GROQ_BASE_URL path) stays this request's failure.
+        if body.get("code") in MODEL_GONE:
             self.unavailable = self._not_offered(())
             return CodegenUnavailable(self.unavailable, detail=detail)
         return CodegenUnavailable(

@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.limits import FAILURE_LOG_LINES
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -24,6 +26,11 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.cancelled
+
+    def log_tail(self, lines: int = FAILURE_LOG_LINES) -> str:
+        """The end of what it printed (standard error first), as a failure's detail."""
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
 
 
 class Sandbox(Protocol):

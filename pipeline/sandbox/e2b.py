@@ -54,6 +54,7 @@ from pipeline.sandbox.e2b_errors import (
     retryable,
     sdk_errors,
     short,
+    stream_lost,
     translate,
 )
 
@@ -230,7 +231,7 @@ class E2BSandbox:
             why = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
             raise SandboxError(
                 f"installing {', '.join(requirements)} in the sandbox {why}",
-                detail=(result.stderr or result.stdout)[-2000:],
+                detail=result.log_tail(),
             )
 
     def start_server(
@@ -293,12 +294,17 @@ class E2BSandbox:
     def _stop(self, waiter: Waiter) -> None:
         """Kill the command's process group (all it spawned), then the command itself."""
         if not self._stopping:  # a sandbox being killed takes every process with it
-            with suppress(*SDK_ERRORS):  # exit status 1: the group is gone already
+            try:
                 self._sdk.commands.run(
                     kill_group_command(waiter.handle.pid),
                     timeout=_KILL_TIMEOUT,
                     request_timeout=_KILL_TIMEOUT,
                 )
+            except SDK_ERRORS:
+                pass  # exit status 1: the group is gone already
+            except Exception as error:  # noqa: BLE001 - the SDK's plain end-of-stream error
+                if not stream_lost(error):
+                    raise
         waiter.stop()
 
     @contextmanager

@@ -7,6 +7,7 @@ import io
 import logging
 import math
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,16 +100,21 @@ def parse_csv(data: bytes, label: str) -> ParsedCsv:
     return ParsedCsv(_tidy_strings(frame), notes, headers)
 
 
+_WARNINGS_LOCK = threading.RLock()  # re-entrant: the loaders nest this
+
+
 @contextmanager
 def library_warnings_logged() -> Iterator[None]:
     """pandas and numpy warnings (ParserWarning, DtypeWarning, FutureWarning...) go to the
     log, not to the user's console: they speak to programmers, and what matters to the user
     is already said in the job's own warnings.
 
-    `catch_warnings` swaps process-wide state, so a warning raised meanwhile by another
-    job's thread may be logged here too; that only ever moves a warning into the log.
+    `catch_warnings` swaps process-wide state and restores it on exit, so two jobs' threads
+    must not interleave their swaps (the later exit would restore the earlier one's recorder
+    for good): one re-entrant lock orders them. A warning raised meanwhile by another thread
+    may be logged here too; that only ever moves a warning into the log.
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for warning in caught:

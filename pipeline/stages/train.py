@@ -86,8 +86,7 @@ def run_training(
 
 
 def log_tail(result: CommandResult, lines: int = FAILURE_LOG_LINES) -> str:
-    text = result.stderr.strip() or result.stdout.strip()
-    return "\n".join(text.splitlines()[-lines:])
+    return result.log_tail(lines)
 
 
 def last_error_line(result: CommandResult) -> str:

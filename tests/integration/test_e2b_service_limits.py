@@ -328,3 +328,16 @@ def test_the_fake_kills_only_the_process_as_envd_does(
     assert process_alive(child)
     sandbox.kill()
     wait_for(lambda: not process_alive(child), 10)
+
+
+def test_a_stream_lost_while_killing_a_timed_out_command_is_no_crash(
+    sandbox: E2BSandbox, sdk: type[FakeE2BSandbox]
+) -> None:
+    # The training command's stream is fine; the group-kill command's ends without its end
+    # event (the SDK's plain Exception): the timeout is still reported as a timeout.
+    sandbox.write_file("train.py", "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    sdk.fail_stream_with = [None, EndWithoutEndEvent()]  # type: ignore[list-item]
+
+    result = sandbox.run(["python", "train.py"], timeout=2)
+
+    assert result.timed_out and not result.ok

@@ -171,10 +171,11 @@ def test_job_ids_are_random_and_unguessable(
     ids = _ids(engine, 1500)
     assert len(set(ids)) == len(ids) == 3000
     # Humans type the first 8 characters. 3,000 random 32-bit prefixes repeat with a chance
-    # of about 3000**2 / 2**33 = 0.1%; ids from a counter or a clock would repeat every time.
+    # of about 3000**2 / 2**33 = 0.1%, twice with a chance of about one in a million; ids
+    # from a counter, a clock or a short random part repeat far more.
     prefixes = [i[:SHORT_ID_LENGTH] for i in ids]
     assert SHORT_ID_LENGTH == 8
-    assert len(set(prefixes)) == len(prefixes)
+    assert len(prefixes) - len(set(prefixes)) <= 1
 
 
 def test_find_job_by_prefix_and_its_errors(engine: Engine) -> None:

@@ -6,6 +6,7 @@ the file is; nothing else escapes (no csv.Error, no pandas warning on stderr).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,31 @@ def test_pandas_warnings_never_escape(tmp_path: Path) -> None:
         loaded = load(write(tmp_path / "w.csv", rows), tmp_path)
     assert [str(w.message) for w in caught] == []
     assert any("row 2" in w for w in loaded.warnings)
+
+
+def test_jobs_in_threads_leave_the_warnings_machinery_as_they_found_it() -> None:
+    # Two jobs' loaders overlapping in time: interleaved catch_warnings swaps would leave the
+    # first job's recorder installed for good, swallowing every later warning unlogged.
+    from pipeline.stages.tabular import library_warnings_logged
+
+    before = (warnings.showwarning, list(warnings.filters))
+    first_inside, second_inside, first_done = (threading.Event() for _ in range(3))
+
+    def first() -> None:
+        with library_warnings_logged():
+            first_inside.set()
+            second_inside.wait(2)  # unordered, the second enters meanwhile
+        first_done.set()
+
+    def second() -> None:
+        first_inside.wait(2)
+        with library_warnings_logged():
+            second_inside.set()
+            first_done.wait(2)  # unordered, the first leaves before the second
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert (warnings.showwarning, list(warnings.filters)) == before

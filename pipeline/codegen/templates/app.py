@@ -43,6 +43,7 @@ MAX_JSON_DEPTH = 20  # a valid body is 3 deep; Python's parser dies near 1,000
 READ_TIMEOUT_SECONDS = 5  # the longest wait for the client's next bytes
 BODY_SECONDS = 30  # the longest a whole body may take, however it trickles in
 SHOWN_CHARS = 200  # of anything the client sent that an error message quotes
+
 TOP_CLASSES = 5
 TRUE_WORDS = {"true", "yes", "y", "t", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "f", "0", "off"}
@@ -63,6 +64,11 @@ ROUTES = {
     "/schema": ("GET", "HEAD"),
     "/predict": ("POST",),
 }
+
+
+def shown(text: str) -> str:
+    """What an error message quotes of the client's data: at most SHOWN_CHARS of it."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 class BadRequest(Exception):
@@ -183,11 +189,14 @@ class Model:
             name = self.columns_by_key.get(column_key(key))
             if name is None:
                 expected = ", ".join(f["name"] for f in self.features)
-                raise BadRequest(f'row {i}: unknown column "{key}"; expected features: {expected}')
+                raise BadRequest(
+                    f'row {i}: unknown column "{shown(key)}"; expected features: {shown(expected)}'
+                )
             what = "the feature" if name in features else "the ignored column"
             if name in given:
                 raise BadRequest(
-                    f'row {i}: "{given[name]}" and "{key}" both name {what} "{name}"; send it once'
+                    f'row {i}: "{shown(given[name])}" and "{shown(key)}" both name {what} '
+                    f'"{name}"; send it once'
                 )
             given[name] = key
             if name in features:
@@ -269,7 +278,7 @@ def to_number(value: Any, where: str) -> float:
     except (TypeError, ValueError):
         raise BadRequest(f"{where} must be a number, got {json.dumps(value)[:80]}") from None
     if not math.isfinite(number):
-        raise BadRequest(f"{where} must be a finite number, got {value}")
+        raise BadRequest(f"{where} must be a finite number, got {shown(str(value))}")
     return number
 
 
