@@ -289,7 +289,7 @@ def _print_live(job: TrainingJob) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    found = _reader(settings).status(args.job)
+    found = _reader(settings).status(args.job, with_events=False)
     job = found.job
     rows = [
         ("job", job.id),
@@ -321,7 +321,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    page = _reader(settings).list(limit=args.limit)
+    page = _reader(settings).list(limit=args.limit, with_events=False)
     if not page.items:
         out.print("No jobs yet. Start one with: trainbot run --name demo --dataset iris")
         return 0

@@ -79,7 +79,7 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
                     extra=[("WWW-Authenticate", "Bearer")],
                 )
             try:
-                found = jobs.status(match.group(1))
+                found = jobs.status(match.group(1), with_events=False)
             except InvalidJobRef as error:
                 return _json(start_response, 400, {"error": str(error)})
             except JobNotFound as error:

@@ -286,9 +286,10 @@ class JobService:
             job = queries.get_job(session, job_id=job.id) or job
         return Extended(job, ends, asked_until)
 
-    def status(self, ref: str) -> JobDetail:
+    def status(self, ref: str, *, with_events: bool = True) -> JobDetail:
+        """`with_events` False skips the summary events, for callers that show only the row."""
         with session_scope(self.engine) as session:
-            return _detail(session, self._find(session, ref))
+            return _detail(session, self._find(session, ref), with_events=with_events)
 
     def latest(self, *, requested_by: str) -> JobDetail | None:
         """The newest job this person asked for, if any."""
@@ -297,7 +298,12 @@ class JobService:
             return _detail(session, jobs[0]) if jobs else None
 
     def list(
-        self, *, limit: int, channel_id: str | None = None, requested_by: str | None = None
+        self,
+        *,
+        limit: int,
+        channel_id: str | None = None,
+        requested_by: str | None = None,
+        with_events: bool = True,
     ) -> JobPage:
         """Newest first, with how many match in all."""
         with session_scope(self.engine) as session:
@@ -305,7 +311,8 @@ class JobService:
                 session, channel_id=channel_id, requested_by=requested_by, limit=limit
             )
             total = queries.count_jobs(session, channel_id=channel_id, requested_by=requested_by)
-            return JobPage([_detail(session, job) for job in jobs], total)
+            details = [_detail(session, job, with_events=with_events) for job in jobs]
+            return JobPage(details, total)
 
     def logs(self, ref: str) -> JobLog:
         with session_scope(self.engine) as session:
@@ -357,9 +364,9 @@ def lifetime(
     return Lifetime(seconds)
 
 
-def _detail(session: Session, job: TrainingJob) -> JobDetail:
+def _detail(session: Session, job: TrainingJob, *, with_events: bool = True) -> JobDetail:
     model = queries.get_model(session, model_id=job.model_id)
-    events = queries.list_events(session, job_id=job.id, kinds=SUMMARY_KINDS)
+    events = queries.list_events(session, job_id=job.id, kinds=SUMMARY_KINDS) if with_events else []
     return JobDetail(job, model.name if model else None, events)
 
 

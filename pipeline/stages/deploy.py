@@ -19,7 +19,7 @@ from pipeline.codegen.base import TaskType
 from pipeline.codegen.contract import APP_SCRIPT, MAX_BODY_BYTES, MAX_ROWS
 from pipeline.errors import DeployError, JobCancelled
 from pipeline.sandbox.base import Sandbox
-from pipeline.stages.train import last_error_line, log_tail
+from pipeline.stages.train import last_error_line
 
 POLL_SECONDS = 0.25
 SHOWN_HEADERS = 8  # of the held-out rows' keys, when the app refuses them
@@ -78,7 +78,7 @@ def _wait_until_healthy(
             raise DeployError(
                 f"the app stopped before it answered (exit code {exited.exit_code}): "
                 f"{last_error_line(exited)}",
-                detail=log_tail(exited),
+                detail=exited.log_tail(),
             )
         try:
             response = client.get(f"{url}/health", timeout=2.0)

@@ -20,7 +20,6 @@ from pipeline.codegen.contract import (
     TRAIN_SCRIPT,
 )
 from pipeline.errors import JobCancelled, TrainingError
-from pipeline.limits import FAILURE_LOG_LINES
 from pipeline.sandbox.base import CommandResult, Sandbox
 
 
@@ -71,22 +70,18 @@ def run_training(
     if result.timed_out:
         raise TrainingError(
             f"training did not finish within {timeout:.0f} seconds and was stopped",
-            detail=log_tail(result),
+            detail=result.log_tail(),
         )
     if result.exit_code != 0:
         raise TrainingError(
             f"the training script failed (exit code {result.exit_code}): {last_error_line(result)}",
-            detail=log_tail(result),
+            detail=result.log_tail(),
         )
     metrics = _read_json(sandbox, METRICS_FILE)
     schema = _read_json(sandbox, SCHEMA_FILE)
     _check_metrics(metrics)
     artifacts = _collect(sandbox, artifacts_dir)
     return TrainingOutcome(metrics=metrics, schema=schema, artifacts=artifacts)
-
-
-def log_tail(result: CommandResult, lines: int = FAILURE_LOG_LINES) -> str:
-    return result.log_tail(lines)
 
 
 def last_error_line(result: CommandResult) -> str:

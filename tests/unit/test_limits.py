@@ -10,14 +10,13 @@ from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskType
 from pipeline.limits import FAILURE_LOG_LINES
 from pipeline.sandbox.base import CommandResult
-from pipeline.stages.train import log_tail
 from tests.support.providers import CappedProvider
 from tests.support.snapshots import make_snapshot
 
 
 def test_a_failure_reply_shows_every_line_the_pipeline_keeps_as_detail() -> None:
     output = "\n".join(f"line {i}" for i in range(100))
-    detail = log_tail(CommandResult(exit_code=1, stdout="", stderr=output))
+    detail = CommandResult(exit_code=1, stdout="", stderr=output).log_tail()
     assert detail.splitlines() == [f"line {i}" for i in range(100 - FAILURE_LOG_LINES, 100)]
     reply = blocks.failure_reply(make_snapshot(status="failed", error="crashed"), detail)
     shown = reply.blocks[1]["text"]["text"].strip("`\n").splitlines()
