@@ -24,7 +24,7 @@ from bot.settings import SlackSettings
 from pipeline.bootstrap import Services, bootstrap, build_engine
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskType
-from pipeline.events import RecordingSink
+from pipeline.events import RecordingSink, StoredOnly
 from pipeline.limits import MIN_APP_LIFETIME
 from pipeline.sandbox.base import SandboxProvider
 from pipeline.service import (
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-worker", action="store_true", help="do not run jobs in this process")
     socket = commands.add_parser("socket", help="run the Slack bot over Socket Mode")
     socket.add_argument("--no-worker", action="store_true", help="do not run jobs in this process")
+    commands.add_parser("worker", help="run queued jobs (no HTTP); SIGTERM drains it")
 
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
@@ -126,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db": cmd_db,
         "serve": cmd_serve,
         "socket": cmd_socket,
+        "worker": cmd_worker,
     }
     try:
         return handlers[args.command](args, settings)
@@ -165,7 +167,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             err.print(problem, markup=False)
             if args.ttl is not None:
                 return EXIT_USAGE
-        services.worker.start(recover=False)
         request = JobRequest(
             name=args.name,
             dataset_source=args.dataset,
@@ -179,6 +180,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         )
         jobs = JobService.of(services)
         job = jobs.submit(request).job
+        # This process runs its own job only: it may read files on this machine, and a job
+        # queued from Slack is for the bot's workers.
+        services.worker.start(only=[job.id])
         out.print(f"Job {job.short_id} queued for '{args.name}' on {args.dataset}", markup=False)
         try:
             job = _wait(services, job.id, until={JobStatus.LIVE, *TERMINAL})
@@ -405,6 +409,23 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Runs jobs until SIGTERM or Ctrl-C, then drains: running jobs get TRAINBOT_DRAIN_SECONDS
+    to finish and the rest go back to the queue for other workers."""
+    services = bootstrap(settings, sink=StoredOnly())
+    signal.signal(signal.SIGTERM, _interrupt)
+    services.worker.start()
+    out.print(f"TrainBot worker {services.worker.id} is waiting for jobs", markup=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.print("Stopping: finishing or handing back running jobs", markup=False)
+        services.worker.drain()
+    return 0
+
+
 def _start_bot(
     args: argparse.Namespace, settings: Settings, *, mode: str
 ) -> tuple[BotRuntime, SlackSettings] | None:
@@ -418,8 +439,11 @@ def _start_bot(
         return None
     # From here the bot token lives only in `slack` and the one WebClient built from it. Left
     # in the environment, Bolt's App reads it again and warns that it goes unused beside the
-    # client (slack_bolt/app/app.py); and no child process needs it.
-    os.environ.pop("SLACK_BOT_TOKEN", None)
+    # client (slack_bolt/app/app.py); and no child process needs it. The OAuth client id and
+    # secret likewise: with both in the environment Bolt's App turns on its own OAuth flow,
+    # with file stores in ./data, even beside a bot token (bot/app.py builds ours).
+    for name in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+        os.environ.pop(name, None)
     runtime = build_runtime(settings, slack)
     signal.signal(signal.SIGTERM, _interrupt)
     runtime.start(worker=not args.no_worker)

@@ -14,12 +14,14 @@ from typing import Any, Protocol
 
 
 class EventKind(enum.StrEnum):
+    QUEUED = "queued"  # the job was recorded (storage writes it with the job: QUEUED_KIND)
     STARTED = "started"
     PROGRESS = "progress"
     FINISHED = "finished"
     WARNING = "warning"
     FAILED = "failed"
     LOG = "log"  # one line of output from code running in the sandbox
+    EXPIRING = "expiring"  # a live app stops soon (data: expires_at, ISO 8601)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class Event:
 
 class ProgressSink(Protocol):
     def publish(self, event: Event) -> None: ...
+
+
+class StoredOnly:
+    """The sink of processes that show events from the database (the Slack notifier, which
+    follows job_events) or not at all (`trainbot worker`): the recorder has stored them."""
+
+    def publish(self, event: Event) -> None:
+        pass
 
 
 class RecordingSink:

@@ -36,7 +36,7 @@ from pipeline.stages.train import install_requirements, run_training, upload_job
 from storage import queries
 from storage.db import session_scope
 from storage.models import TrainingJob
-from storage.states import STAGE_STATUS, TERMINAL, IllegalTransition, JobStatus, Stage
+from storage.states import STAGE_STATUS, IllegalTransition, JobStatus, NotHeld, Stage
 
 log = logging.getLogger(__name__)
 
@@ -90,69 +90,72 @@ class JobRunner:
     def __init__(self, deps: PipelineDeps) -> None:
         self.deps = deps
 
-    def run(self, job_id: str, token: CancelToken) -> Sandbox | None:
-        """Runs a queued job. Returns the sandbox serving the live app, or None."""
+    def run(self, job_id: str, token: CancelToken, *, owner: str) -> Sandbox | None:
+        """Runs a queued job that worker `owner` claimed. Returns the sandbox serving the live
+        app, or None.
+
+        Every change is made as `owner`. A run that finds the job cancelled (the canceller
+        recorded it and its event), handed back (the worker records that) or held by another
+        worker (storage's NotHeld: it was taken over) only cleans up: not its job any more.
+        """
         job = self._load(job_id)
-        if job is None or job.job_status != JobStatus.QUEUED:
-            return None  # cancelled before it started, or already handled
+        if job is None or job.job_status != JobStatus.QUEUED or job.worker_id != owner:
+            return None  # cancelled before it started, or not ours
         recorder = JobRecorder(self.deps.engine, job_id, self.deps.sink)
-        attempt = _Attempt(self.deps, job, recorder, token)
+        attempt = _Attempt(self.deps, job, recorder, token, owner)
         try:
             return attempt.run()
-        except JobCancelled:
+        except (JobCancelled, NotHeld):
             attempt.cleanup()
-            self._finish(recorder, JobStatus.CANCELLED, "cancelled")
         except PipelineError as error:
             attempt.cleanup()
-            self._fail(recorder, attempt.stage, error.message, error.detail)
+            if not token.is_cancelled():  # a stopped command can surface as any error
+                self._fail(recorder, owner, attempt.stage, error.message, error.detail)
         except Exception as error:  # a bug of ours: the user gets a plain reason, the log the trace
             log.exception("job %s crashed", job_id)
             attempt.cleanup()
-            self._fail(
-                recorder,
-                attempt.stage,
-                f"an internal error stopped the job ({type(error).__name__})",
-                "",
-            )
+            reason = f"an internal error stopped the job ({type(error).__name__})"
+            self._fail(recorder, owner, attempt.stage, reason, "")
         return None
 
     def _load(self, job_id: str) -> TrainingJob | None:
         with session_scope(self.deps.engine) as session:
             return queries.get_job(session, job_id=job_id)
 
-    def _fail(self, recorder: JobRecorder, stage: str, reason: str, detail: str) -> None:
+    def _fail(
+        self, recorder: JobRecorder, owner: str, stage: str, reason: str, detail: str
+    ) -> None:
         try:
             with session_scope(self.deps.engine) as session:
                 queries.transition(
-                    session, job_id=recorder.job_id, to=JobStatus.FAILED, error=reason
+                    session,
+                    job_id=recorder.job_id,
+                    to=JobStatus.FAILED,
+                    error=reason,
+                    owner=owner,
                 )
                 # In the same transaction: a reader that sees "failed" also sees why.
                 event = recorder.emit_in(
                     session, EventKind.FAILED, stage, reason, status="failed", detail=detail
                 )
-        except IllegalTransition:
-            return  # cancelled meanwhile: the cancel wins
+        except (IllegalTransition, NotHeld):
+            return  # cancelled or taken over meanwhile: that ending wins
         recorder.announce(event)
-
-    def _finish(self, recorder: JobRecorder, status: JobStatus, message: str) -> None:
-        with session_scope(self.deps.engine) as session:
-            job = queries.get_job(session, job_id=recorder.job_id)
-            if job is None:
-                return
-            if job.job_status in TERMINAL and job.job_status != status:
-                return  # another ending (e.g. a service shutdown) was recorded first
-            if job.job_status != status:
-                queries.transition(session, job_id=recorder.job_id, to=status)
-        recorder.emit(EventKind.FINISHED, JOB, message, status=status.value)
 
 
 class _Attempt:
     """One pass through the stages for one job."""
 
     def __init__(
-        self, deps: PipelineDeps, job: TrainingJob, recorder: JobRecorder, token: CancelToken
+        self,
+        deps: PipelineDeps,
+        job: TrainingJob,
+        recorder: JobRecorder,
+        token: CancelToken,
+        owner: str,
     ) -> None:
         self.deps = deps
+        self.owner = owner
         self.job = job
         self.recorder = recorder
         self.token = token
@@ -231,9 +234,15 @@ class _Attempt:
         assert expires_at is not None
         try:
             with session_scope(self.deps.engine) as session:
-                queries.update_job(session, job_id=self.job.id, stage_timings=self.timings)
+                queries.update_job(
+                    session, job_id=self.job.id, owner=self.owner, stage_timings=self.timings
+                )
                 queries.mark_live(
-                    session, job_id=self.job.id, url=deployment.url, expires_at=expires_at
+                    session,
+                    job_id=self.job.id,
+                    url=deployment.url,
+                    expires_at=expires_at,
+                    owner=self.owner,
                 )
         except IllegalTransition as error:  # cancelled while the app was being verified
             raise JobCancelled("cancelled") from error
@@ -332,7 +341,10 @@ class _Attempt:
 
     def cleanup(self) -> None:
         self._kill_sandbox()
-        self._update(stage_timings=self.timings)
+        try:
+            self._update(stage_timings=self.timings)
+        except NotHeld:
+            pass  # another worker runs the job now; its timings are its own
 
     @contextmanager
     def _stage(self, stage: Stage, title: str) -> Iterator[None]:
@@ -341,7 +353,9 @@ class _Attempt:
         self.stage = stage.value
         try:
             with session_scope(self.deps.engine) as session:
-                queries.transition(session, job_id=self.job.id, to=STAGE_STATUS[stage])
+                queries.transition(
+                    session, job_id=self.job.id, to=STAGE_STATUS[stage], owner=self.owner
+                )
         except IllegalTransition as error:
             raise JobCancelled("cancelled") from error  # only a cancel moves a running job aside
         self.recorder.emit(EventKind.STARTED, stage, title, status=STAGE_STATUS[stage].value)
@@ -355,7 +369,7 @@ class _Attempt:
 
     def _update(self, **fields: object) -> None:
         with session_scope(self.deps.engine) as session:
-            queries.update_job(session, job_id=self.job.id, **fields)
+            queries.update_job(session, job_id=self.job.id, owner=self.owner, **fields)
 
     def _model_name(self) -> str:
         with session_scope(self.deps.engine) as session:

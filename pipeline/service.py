@@ -8,7 +8,9 @@ import it and must answer within Slack's 3 s (see tests/unit/test_light_imports.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pipeline.errors import PipelineError
+from pipeline.events import EventKind
 from pipeline.expiry import EARLY_STOP_TOLERANCE
 from pipeline.limits import MIN_APP_LIFETIME
 from storage import queries
@@ -28,6 +31,8 @@ from storage.states import IllegalTransition, JobStatus
 if TYPE_CHECKING:
     # Only the type: the bootstrap imports the whole pipeline (pandas, scikit-learn).
     from pipeline.bootstrap import Services
+
+log = logging.getLogger(__name__)
 
 # The events a summary of a job is built from (output lines are left out: there can be
 # thousands).
@@ -62,43 +67,30 @@ class LifetimeRefused(ServiceError):
         self.most = most  # the provider's cap, when that is what was passed
 
 
-class AppUnreachable(ActionRefused):
-    """The live app's sandbox is held by another process, which this one cannot reach."""
+class SandboxControl(Protocol):
+    """The sandbox provider, as the use cases need it: any process can extend or stop an
+    app by its sandbox id (pipeline.sandbox.base.SandboxProvider implements it)."""
+
+    name: str
+    max_lifetime: int | None
+    survives_worker: bool
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime: ...
+
+    def kill(self, sandbox_id: str) -> bool: ...
 
 
-# -- what the entry points hand in and get back ----------------------------------------------
+class LocalWorker(Protocol):
+    """The worker in this process, if there is one (pipeline.worker.JobWorker): told at once
+    what other processes learn from the database a moment later."""
 
-
-class JobControl(Protocol):
-    """The worker, as the use cases need it (pipeline.worker.JobWorker implements it)."""
-
-    def submit(self, job_id: str) -> None: ...
-
-    def cancel(self, job_id: str) -> TrainingJob:
-        """Raises IllegalTransition when the job has nothing left to cancel."""
+    def wake(self) -> None:
+        """A job was queued: look for work now."""
         ...
 
-    def extend(self, job_id: str, seconds: int) -> datetime | None:
-        """The app's real new end, or None when this process does not hold its sandbox."""
+    def job_ended(self, job_id: str) -> None:
+        """The job was cancelled: stop it now if this process runs it or serves its app."""
         ...
-
-
-class Announcer(Protocol):
-    """Who hears of a job before its events flow (the Slack notifier posts its card)."""
-
-    def job_queued(self, job_id: str) -> None: ...
-
-    def job_cancelled(self, job_id: str, by: str) -> None: ...
-
-
-class Silent:
-    """The announcer of entry points that show jobs themselves (the CLI, the HTTP API)."""
-
-    def job_queued(self, job_id: str) -> None:
-        pass
-
-    def job_cancelled(self, job_id: str, by: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -114,6 +106,8 @@ class JobRequest:
     channel_id: str | None = None
     ttl_seconds: int | None = None  # None: the default lifetime, capped to the provider's
     request_key: str | None = None  # the same key twice is one job (a redelivered form)
+    team_id: str | None = None  # the Slack workspace asking (None: the CLI)
+    enterprise_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,38 +163,38 @@ class Extended:
 class JobService:
     engine: Engine
     # None: a service that only reads (status, list, logs), built without any provider.
-    worker: JobControl | None
-    provider: str  # the sandbox provider's name, for messages
-    max_lifetime: int | None  # the provider's cap in seconds (None: no cap)
+    sandboxes: SandboxControl | None
     default_lifetime: int  # TRAINBOT_APP_TTL
-    announcer: Announcer = field(default_factory=Silent)
+    # The worker of this process, when it has one; the database tells the others.
+    local: LocalWorker | None = None
     # The shortest id prefix accepted. Slack asks for the whole short id: a shorter prefix
     # would let anyone walk through everyone's jobs (`/train logs 0000`, `0001`, ...).
     min_prefix: int = queries.MIN_ID_PREFIX
 
     @classmethod
-    def of(
-        cls,
-        services: Services,
-        *,
-        announcer: Announcer | None = None,
-        min_prefix: int = queries.MIN_ID_PREFIX,
-    ) -> JobService:
-        sandboxes = services.deps.sandboxes
+    def of(cls, services: Services, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
         return cls(
             engine=services.engine,
-            worker=services.worker,
-            provider=sandboxes.name,
-            max_lifetime=sandboxes.max_lifetime,
+            sandboxes=services.deps.sandboxes,
             default_lifetime=services.settings.app_ttl,
-            announcer=announcer or Silent(),
+            local=services.worker,
             min_prefix=min_prefix,
         )
 
     @classmethod
     def reader(cls, engine: Engine, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
         """A service for status, list and logs only: it needs no sandbox provider."""
-        return cls(engine, None, "", None, 0, min_prefix=min_prefix)
+        return cls(engine, None, 0, min_prefix=min_prefix)
+
+    @property
+    def provider(self) -> str:
+        """The sandbox provider's name, for messages."""
+        return self.sandboxes.name if self.sandboxes is not None else ""
+
+    @property
+    def max_lifetime(self) -> int | None:
+        """The provider's cap on an app's life in seconds (None: no cap)."""
+        return self.sandboxes.max_lifetime if self.sandboxes is not None else None
 
     def lifetime(self, seconds: int | None) -> Lifetime:
         return lifetime(
@@ -211,7 +205,8 @@ class JobService:
         )
 
     def submit(self, request: JobRequest) -> Submitted:
-        """Records and queues the job, once per `request_key`."""
+        """Records and queues the job, once per `request_key`. Storage writes its "queued"
+        event and wakes the workers in the same transaction."""
         life = self.lifetime(request.ttl_seconds)
         job, created = create_job_once(
             self.engine,
@@ -223,25 +218,42 @@ class JobService:
             resources=list(request.resources),
             requested_by=request.requested_by,
             channel_id=request.channel_id,
+            team_id=request.team_id,
+            enterprise_id=request.enterprise_id,
             ttl_seconds=life.seconds,
             origin=request.origin,
             request_key=request.request_key,
         )
-        if created:
-            self._start(job.id)
+        if created and self.local is not None:
+            self.local.wake()
         return Submitted(job, created, life)
 
     def cancel(self, ref: str, *, by: str) -> TrainingJob:
-        """Cancels a queued or running job, or stops its live app."""
+        """Cancels a queued or running job, or stops its live app, from any process: the
+        change and its event are one transaction; the worker holding the job stops it."""
         with session_scope(self.engine) as session:
             job = self._find(session, ref)
-        try:
-            job = self._worker.cancel(job.id)
-        except IllegalTransition as error:
-            raise ActionRefused(
-                f"job {job.short_id} is {job.status}; there is nothing to cancel"
-            ) from error
-        self.announcer.job_cancelled(job.id, by)
+            was_live = job.job_status == JobStatus.LIVE
+            holder = job.worker_id
+            try:
+                job = queries.transition(session, job_id=job.id, to=JobStatus.CANCELLED)
+            except IllegalTransition as error:
+                raise ActionRefused(
+                    f"job {job.short_id} is {job.status}; there is nothing to cancel"
+                ) from error
+            queries.add_event(
+                session,
+                job_id=job.id,
+                kind=EventKind.FINISHED.value,
+                stage=queries.JOB_STAGE,
+                message="the live app was stopped" if was_live else "cancelled",
+                data={"status": JobStatus.CANCELLED.value, "by": by},
+            )
+        if self.local is not None:
+            self.local.job_ended(job.id)
+        if was_live and job.sandbox_id and (holder is None or self._survives):
+            # Nobody holds an app that outlives its worker (E2B): stop it from here.
+            self._kill_later(job.sandbox_id)
         return job
 
     def retry(self, ref: str, *, by: str, origin: str) -> TrainingJob:
@@ -252,11 +264,14 @@ class JobService:
                 job = queries.create_retry(session, job_id=old.id, requested_by=by, origin=origin)
             except queries.JobActionError as error:
                 raise ActionRefused(str(error)) from error
-        self._start(job.id)
+        if self.local is not None:
+            self.local.wake()
         return job
 
     def extend(self, ref: str, *, hours: float) -> Extended:
-        """Keeps a live app up `hours` from now, within the provider's cap."""
+        """Keeps a live app up `hours` from now, within the provider's cap, from any process:
+        the provider is asked by sandbox id, and the new end is the row every worker's sweep
+        acts on."""
         seconds = round(hours * 3600) if math.isfinite(hours) else 0
         if seconds < MIN_APP_LIFETIME:
             raise LifetimeRefused("say how many hours more, such as 1 or 0.5", asked=seconds)
@@ -269,21 +284,29 @@ class JobService:
             )
         with session_scope(self.engine) as session:
             job = self._find(session, ref)
-        if job.job_status != JobStatus.LIVE:
+        if job.job_status != JobStatus.LIVE or not job.sandbox_id:
             raise ActionRefused(f"job {job.short_id} is {job.status}; only a live app is extended")
         asked_until = datetime.now(UTC) + timedelta(seconds=seconds)
         try:
-            ends = self._worker.extend(job.id, seconds)
+            ends = self._sandboxes.extend(job.sandbox_id, seconds)
         except PipelineError as error:
             refused = f"the app of job {job.short_id} was not extended: {error}"
             raise ActionRefused(refused) from error
-        if ends is None:
-            raise AppUnreachable(
-                f"the app of job {job.short_id} runs in another TrainBot process, which this "
-                "one cannot reach; extend it where the job runs"
-            )
         with session_scope(self.engine) as session:
-            job = queries.get_job(session, job_id=job.id) or job
+            try:
+                job = queries.record_extension(session, job_id=job.id, expires_at=ends)
+            except IllegalTransition as error:
+                raise ActionRefused(
+                    f"job {job.short_id} stopped meanwhile; only a live app is extended"
+                ) from error
+            queries.add_event(
+                session,
+                job_id=job.id,
+                kind=EventKind.PROGRESS.value,
+                stage=queries.JOB_STAGE,
+                message=f"kept up until {ends.isoformat(timespec='minutes')}",
+                data={"expires_at": ends.isoformat()},
+            )
         return Extended(job, ends, asked_until)
 
     def status(self, ref: str, *, with_events: bool = True) -> JobDetail:
@@ -322,10 +345,27 @@ class JobService:
     # -- internals -----------------------------------------------------------------------
 
     @property
-    def _worker(self) -> JobControl:
-        if self.worker is None:  # a mistake in the code, never something a person did
+    def _sandboxes(self) -> SandboxControl:
+        if self.sandboxes is None:  # a mistake in the code, never something a person did
             raise RuntimeError("this JobService only reads; build it with JobService.of")
-        return self.worker
+        return self.sandboxes
+
+    @property
+    def _survives(self) -> bool:
+        return self.sandboxes is not None and self.sandboxes.survives_worker
+
+    def _kill_later(self, sandbox_id: str) -> None:
+        """Stops a sandbox in the background, so a Slack command can answer at once (a cloud
+        sandbox takes seconds). A failure only logs: the job is cancelled either way."""
+        sandboxes = self._sandboxes
+
+        def kill() -> None:
+            try:
+                sandboxes.kill(sandbox_id)
+            except Exception:  # noqa: BLE001 - the state change already happened
+                log.exception("could not stop sandbox %s", sandbox_id)
+
+        threading.Thread(target=kill, name=f"kill-{sandbox_id[:12]}", daemon=True).start()
 
     def _find(self, session: Session, ref: str) -> TrainingJob:
         try:
@@ -334,11 +374,6 @@ class JobService:
             raise InvalidJobRef(str(error)) from error
         except queries.JobLookupError as error:
             raise JobNotFound(str(error)) from error
-
-    def _start(self, job_id: str) -> None:
-        # Announced before the worker can emit anything, so a job's card always comes first.
-        self.announcer.job_queued(job_id)
-        self._worker.submit(job_id)
 
 
 def lifetime(

@@ -42,7 +42,28 @@ class Settings(BaseSettings):
     # local sandbox without bubblewrap), where it could reach the host's databases and ports.
     allow_unisolated_code: bool = Field(default=False, alias="TRAINBOT_ALLOW_UNISOLATED_CODE")
     app_ttl: int = Field(default=3600, ge=MIN_APP_LIFETIME, alias="TRAINBOT_APP_TTL")
+    # Jobs one worker process runs at once.
     max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
+    # Jobs running at once across all workers, per Slack workspace and per person (0: no
+    # limit). Jobs over a limit wait in the queue, and their card says so.
+    max_jobs_per_workspace: int = Field(default=4, ge=0, alias="TRAINBOT_MAX_JOBS_PER_WORKSPACE")
+    max_jobs_per_user: int = Field(default=2, ge=0, alias="TRAINBOT_MAX_JOBS_PER_USER")
+    # Sandboxes alive at once (running jobs and live apps), all workers together. Unset: the
+    # provider's own limit (E2B's plan: 20 on Hobby; none for the local sandbox).
+    sandbox_limit: int | None = Field(default=None, ge=1, alias="TRAINBOT_SANDBOX_LIMIT")
+    # A worker's claim on a job lasts this long unless renewed (it renews at a third of it);
+    # a job whose worker died runs again elsewhere after at most this long.
+    lease_seconds: float = Field(default=30.0, ge=1.0, alias="TRAINBOT_LEASE_SECONDS")
+    # Times a job is started before a crash of its worker fails it instead.
+    max_runs: int = Field(default=3, ge=1, le=10, alias="TRAINBOT_MAX_RUNS")
+    # How long a stopping worker (SIGTERM) lets its jobs finish before handing them back.
+    drain_seconds: float = Field(default=20.0, ge=0.0, alias="TRAINBOT_DRAIN_SECONDS")
+    # How often a worker looks for queued jobs without a wake-up, and whether PostgreSQL's
+    # LISTEN/NOTIFY wakes it at once (the poll alone must do on SQLite or without it).
+    poll_seconds: float = Field(default=5.0, gt=0.0, alias="TRAINBOT_POLL_SECONDS")
+    listen: bool = Field(default=True, alias="TRAINBOT_LISTEN")
+    # How long before a live app stops its thread is told, with an Extend button.
+    expiry_notice_seconds: int = Field(default=600, ge=0, alias="TRAINBOT_EXPIRY_NOTICE_SECONDS")
     train_timeout: int = Field(default=900, ge=5, alias="TRAINBOT_TRAIN_TIMEOUT")
     app_start_timeout: int = Field(default=60, ge=2, alias="TRAINBOT_APP_START_TIMEOUT")
     max_dataset_mb: int = Field(default=100, ge=1, alias="TRAINBOT_MAX_DATASET_MB")

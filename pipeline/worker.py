@@ -1,246 +1,425 @@
-"""The job worker: APScheduler triggers jobs and expiries; the database holds the truth.
+"""The job worker: claims queued jobs from the database, runs them, and keeps the queue whole.
 
-Nothing is kept only in the scheduler. On start the worker reads the jobs table and
-re-queues what was queued, fails what was interrupted, and re-arms app expiries.
+Any number of workers, in any number of processes, share one database. APScheduler (3.11)
+runs inside each: claimed jobs in the "jobs" executor; the claim loop, lease renewal and the
+sweep (takeovers of jobs whose worker died, expiries, expiry notices) as interval jobs in
+"housekeeping". On PostgreSQL a NOTIFY wakes the claim loop the moment a job is queued; the
+interval (TRAINBOT_POLL_SECONDS) is the poll that works alone. Nothing here is the truth:
+every decision is a compare-and-set on the job's row (storage.queue).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
-import httpx
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError as SchedulerJobMissing
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.cancel import CancelToken
-from pipeline.events import EventKind
+from pipeline.events import Event, EventKind
 from pipeline.recorder import JobRecorder
 from pipeline.runner import JOB, JobRunner, PipelineDeps
 from pipeline.sandbox.base import Sandbox
-from storage import queries
+from storage import queries, queue
 from storage.db import session_scope
 from storage.models import TrainingJob
-from storage.states import ACTIVE, RUNNING_STAGES, IllegalTransition, JobStatus
+from storage.notify import JOBS_CHANNEL, Wakeup
+from storage.states import IllegalTransition, JobStatus, NotHeld
 
 log = logging.getLogger(__name__)
 
-RESTART_REASON = "the service restarted while this job was running; retry it to run it again"
 STOP_REASON = "the service stopped while this job was running; retry it to run it again"
+HANDED_BACK = (
+    "this worker is stopping (a deploy or a restart); the job goes back to the queue and "
+    "starts again from the beginning on another worker"
+)
+WORKER_GONE_APP = "the worker serving it stopped"
+# How long a stopping worker waits for its jobs' runs to clean up after it stopped them.
+STOP_WAIT_SECONDS = 8.0
+
+
+def new_worker_id() -> str:
+    """Unique per process start: host, pid and a random tail (pids are reused)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class JobWorker:
-    def __init__(self, deps: PipelineDeps) -> None:
+    def __init__(self, deps: PipelineDeps, *, worker_id: str | None = None) -> None:
         self.deps = deps
+        self.id = worker_id or new_worker_id()
         self.runner = JobRunner(deps)
+        settings = deps.settings
+        self.lease_seconds = settings.lease_seconds
+        self.slots = settings.max_concurrent_jobs
         self.scheduler = BackgroundScheduler(
             executors={
-                "jobs": ThreadPoolExecutor(deps.settings.max_concurrent_jobs),
-                # Expiries and cancels never wait behind a long training run.
-                "housekeeping": ThreadPoolExecutor(2),
+                "jobs": ThreadPoolExecutor(self.slots),
+                # The claim loop, renewals and sweeps never wait behind a long training run.
+                "housekeeping": ThreadPoolExecutor(3),
             },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
-        self._tokens: dict[str, CancelToken] = {}
-        self._live: dict[str, Sandbox] = {}
+        self._wakeup = Wakeup(deps.engine, JOBS_CHANNEL, listen=settings.listen)
+        self._running: dict[str, CancelToken] = {}  # claimed jobs, until their run returns
+        self._handing_back: set[str] = set()  # stopped by a drain: not renewed, not failed
+        self._apps: dict[str, Sandbox] = {}  # live apps that die with this process
         self._lock = threading.Lock()
-        self._stopping = False
+        self._idle = threading.Condition(self._lock)
+        self._claiming = False
+        self._only: frozenset[str] | None = None
+        self._stopped = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, *, recover: bool = True) -> None:
+    def start(self, *, claim: bool = True, only: Iterable[str] | None = None) -> None:
+        """Starts the loops. `only`: claim just these jobs (`trainbot run` runs its own job,
+        never one queued from Slack); `claim` False: sweep and serve apps, claim nothing."""
+        self._only = frozenset(only) if only is not None else None
+        self._claiming = claim
         self.scheduler.start()
-        if recover:
-            self.recover()
+        now = datetime.now(UTC)
+        poll = self.deps.settings.poll_seconds
+        housekeeping = max(0.5, self.lease_seconds / 3)
+        if claim:
+            self._every("claim", self._claim, poll, now)
+        self._every("renew", self._renew, housekeeping, now)
+        self._every("sweep", self.sweep, housekeeping, now)
+        self._wakeup.start()
+        threading.Thread(target=self._follow_wakeups, name="worker-wakeups", daemon=True).start()
 
-    def shutdown(self, *, stop_apps: bool | None = None) -> None:
-        """Stops the worker. Jobs still running fail with a reason that says to retry them.
+    def wake(self) -> None:
+        """Look for queued jobs now (a job was queued or a slot came free)."""
+        if not self._claiming or not self.scheduler.running:
+            return
+        try:
+            self.scheduler.modify_job("claim", next_run_time=datetime.now(UTC))
+        except SchedulerJobMissing:
+            pass
 
-        Live apps are stopped when they would die with this process anyway (the local
-        sandbox) or when asked; cloud apps otherwise live on and are re-armed on start.
-        """
+    def job_ended(self, job_id: str) -> None:
+        """Cancelled from this process: stop at once what the database would say in a moment."""
         with self._lock:
-            # From here no job thread touches the scheduler: APScheduler's shutdown holds its
-            # job-store lock while it waits for those threads, so a late add_job would hang.
-            self._stopping = True
-            running = list(self._tokens.items())
-        for job_id, token in running:
+            token = self._running.get(job_id)
+            app = self._apps.pop(job_id, None)
+        if token is not None:
+            token.cancel()
+        if app is not None:
+            self._in_background(_kill, app)
+
+    def drain(self, grace: float | None = None) -> None:
+        """A deploy's SIGTERM: stop claiming, let running jobs finish within `grace` seconds,
+        then hand the rest back to the queue for other workers, saying so in their threads.
+        Apps that die with this process are stopped, and their jobs say why."""
+        grace = self.deps.settings.drain_seconds if grace is None else grace
+        self._claiming = False
+        self._remove_scheduled("claim")
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            left = dict(self._running)
+            self._handing_back |= set(left)
+        for token in left.values():
+            token.cancel()
+        self._wait_runs(STOP_WAIT_SECONDS)
+        for job_id in left:
+            self._hand_back(job_id)
+        self._stop_apps(WORKER_GONE_APP)
+        self._stop_loops()
+
+    def shutdown(self) -> None:
+        """Stops the worker for good (`trainbot run` ends): jobs still running fail with a
+        reason that says to retry them; apps that die with this process are stopped."""
+        self._claiming = False
+        with self._lock:
+            running = dict(self._running)
+        for job_id, token in running.items():
             self._fail(job_id, STOP_REASON)
             token.cancel()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        if stop_apps if stop_apps is not None else self.deps.sandboxes.name == "local":
-            for job_id in list(self._live):
-                self.expire(job_id, reason="the service stopped")
+        self._wait_runs(STOP_WAIT_SECONDS)
+        self._stop_apps("the service stopped")
+        self._stop_loops()
 
-    def recover(self) -> None:
-        with session_scope(self.deps.engine) as session:
-            jobs = queries.list_jobs(session, statuses=[*ACTIVE, JobStatus.LIVE], limit=10_000)
-        for job in jobs:
-            if job.job_status == JobStatus.QUEUED:
-                self.submit(job.id)
-            elif job.job_status in RUNNING_STAGES:
-                self._fail_interrupted(job)
-            elif job.job_status == JobStatus.LIVE:
-                self._rearm_expiry(job)
+    # -- the loops -----------------------------------------------------------------------
 
-    # -- jobs ----------------------------------------------------------------------------
-
-    def submit(self, job_id: str) -> None:
-        """Starts a queued job as soon as a worker slot is free."""
-        self.scheduler.add_job(
-            self._run,
-            args=[job_id],
-            id=f"run:{job_id}",
-            executor="jobs",
-            next_run_time=datetime.now(UTC),
-            replace_existing=True,
-        )
-
-    def cancel(self, job_id: str) -> TrainingJob:
-        """Cancels a queued or running job, or stops a live app. Raises IllegalTransition.
-
-        Only the state change happens here; killing a sandbox (seconds, for a cloud one)
-        happens in the background, so a Slack command can answer at once.
-        """
-        with session_scope(self.deps.engine) as session:
-            job = queries.transition(session, job_id=job_id, to=JobStatus.CANCELLED)
-            was_live = job.deployment_url is not None
-        with self._lock:
-            token = self._tokens.get(job_id)
-            sandbox = self._live.pop(job_id, None)
-        self._remove_scheduled(f"expire:{job_id}")
-        if token is not None:
-            token.cancel()  # the runner (or _run, if it just finished) stops the sandbox
-            return job
-        self._remove_scheduled(f"run:{job_id}")
-        self._in_background(self._kill_sandbox, sandbox, job.sandbox_id)
-        self._recorder(job_id).emit(
-            EventKind.FINISHED,
-            JOB,
-            "the live app was stopped" if was_live else "cancelled",
-            status=JobStatus.CANCELLED.value,
-        )
-        return job
-
-    def expire(self, job_id: str, *, reason: str = "its lifetime ran out") -> None:
-        with self._lock:
-            sandbox = self._live.pop(job_id, None)
-        try:
-            with session_scope(self.deps.engine) as session:
-                job = queries.transition(session, job_id=job_id, to=JobStatus.EXPIRED)
-        except IllegalTransition:  # cancelled meanwhile, perhaps from another process
-            self._kill_sandbox(sandbox, None)
+    def _claim(self) -> None:
+        if not self._claiming:
             return
-        self._kill_sandbox(sandbox, job.sandbox_id)
-        self._recorder(job_id).emit(
-            EventKind.FINISHED, JOB, f"the live app was stopped: {reason}", status="expired"
+        with self._lock:
+            free = self.slots - len(self._running)
+        if free <= 0:
+            return
+        claimed = queue.claim_jobs(
+            self.deps.engine,
+            worker_id=self.id,
+            count=free,
+            lease_seconds=self.lease_seconds,
+            limits=self._limits(),
+            only=self._only,
         )
+        for job_id in claimed:
+            token = CancelToken(partial(self._lost, job_id))
+            with self._lock:
+                self._running[job_id] = token
+            self.scheduler.add_job(
+                self._run, args=[job_id, token], id=f"run:{job_id}", executor="jobs"
+            )
 
-    def extend(self, job_id: str, seconds: int) -> datetime | None:
-        """Keeps a live app up `seconds` from now: records and re-arms the end the provider
-        reports. None when this process does not hold the app's sandbox (only the process
-        that started it can reach a local one)."""
-        # Under the lock, so a cancel or expiry cannot take the sandbox away mid-call.
+    def _renew(self) -> None:
         with self._lock:
-            sandbox = self._live.get(job_id)
-            if sandbox is None:
-                return None
-            ends = sandbox.extend(seconds)
-            with session_scope(self.deps.engine) as session:
-                job = queries.update_job(session, job_id=job_id, expires_at=ends)
-            if not self._stopping:
-                self._schedule_expiry(job)  # replaces the old timer
-        return ends
+            running = set(self._running) - self._handing_back
+            apps = set(self._apps)
+        if not running and not apps:
+            return
+        with session_scope(self.deps.engine) as session:
+            held = queue.renew_leases(
+                session,
+                worker_id=self.id,
+                job_ids=running | apps,
+                lease_seconds=self.lease_seconds,
+            )
+        for job_id in running - held:
+            log.warning("job %s was taken from this worker; stopping its run", job_id[:8])
+            with self._lock:
+                token = self._running.get(job_id)
+            if token is not None:
+                token.cancel()
+        for job_id in apps - held:
+            with self._lock:
+                app = self._apps.pop(job_id, None)
+            if app is not None:
+                _kill(app)  # cancelled or expired from elsewhere: the app goes with the job
 
-    # -- internals -----------------------------------------------------------------------
+    def sweep(self) -> None:
+        """What any worker does for all: take over jobs whose worker died, stop apps whose
+        time is up, and tell threads of apps that stop soon."""
+        with session_scope(self.deps.engine) as session:
+            stalled = queue.stalled_jobs(session)
+        for job in stalled:
+            self._take_over(job)
+        self._expire_due()
+        self._send_expiry_notices()
 
-    def _run(self, job_id: str) -> None:
-        token = CancelToken(lambda: self._cancelled_in_db(job_id))
-        with self._lock:
-            self._tokens[job_id] = token
-        sandbox = None
+    # -- running a job ---------------------------------------------------------------------
+
+    def _run(self, job_id: str, token: CancelToken) -> None:
+        sandbox: Sandbox | None = None
         try:
-            sandbox = self.runner.run(job_id, token)
+            sandbox = self.runner.run(job_id, token, owner=self.id)
+            if sandbox is not None:
+                self._keep_app(job_id, sandbox)
         finally:
-            if sandbox is None:
-                with self._lock:
-                    self._tokens.pop(job_id, None)
-        if sandbox is None:
-            return
-        # Hand the app over from the token to the live set atomically, so a cancel that
-        # lands now is seen either here or by cancel(), never by nobody.
-        with self._lock:
-            self._tokens.pop(job_id, None)
+            with self._idle:
+                self._running.pop(job_id, None)
+                self._idle.notify_all()
+            self.wake()  # a slot came free
+
+    def _keep_app(self, job_id: str, sandbox: Sandbox) -> None:
+        """A job went live. An app that outlives this process (E2B) needs no worker: let go
+        of it; one that dies with it (local) is held, its lease renewed, until it ends."""
+        if self.deps.sandboxes.survives_worker:
             with session_scope(self.deps.engine) as session:
-                job = queries.get_job(session, job_id=job_id)
-            live = job is not None and job.job_status == JobStatus.LIVE
-            if live and job is not None:
-                self._live[job_id] = sandbox
-                if not self._stopping:
-                    self._schedule_expiry(job)
-        if live:
+                queue.release(session, job_id=job_id, worker_id=self.id)
             return
-        self._kill_sandbox(sandbox, None)
-        self._recorder(job_id).emit(
-            EventKind.FINISHED, JOB, "the live app was stopped", status=job.status if job else ""
-        )
+        with self._lock:
+            self._apps[job_id] = sandbox
 
-    def _cancelled_in_db(self, job_id: str) -> bool:
+    def _lost(self, job_id: str) -> bool:
+        """The run's stop signal: cancelled, or no longer this worker's (taken over)."""
         with session_scope(self.deps.engine) as session:
-            job = queries.get_job(session, job_id=job_id)
-            return job is None or job.job_status == JobStatus.CANCELLED
+            return not queue.still_held(session, job_id=job_id, worker_id=self.id)
 
-    def _schedule_expiry(self, job: TrainingJob) -> None:
-        self.scheduler.add_job(
-            self.expire,
-            args=[job.id],
-            id=f"expire:{job.id}",
-            executor="housekeeping",
-            trigger="date",
-            run_date=job.expires_at or datetime.now(UTC),
-            replace_existing=True,
-        )
+    # -- takeovers, hand-backs, expiry -------------------------------------------------------
 
-    def _rearm_expiry(self, job: TrainingJob) -> None:
-        """A live job from before a restart: keep it only if its app still answers."""
-        expired = job.expires_at is None or job.expires_at <= datetime.now(UTC)
-        if expired or not _answers(job.deployment_url):
-            self.expire(job.id, reason="it stopped when the service restarted")
+    def _take_over(self, seen: TrainingJob) -> None:
+        with session_scope(self.deps.engine) as session:
+            won = queue.take_over(
+                session, seen=seen, worker_id=self.id, lease_seconds=self.lease_seconds
+            )
+        if not won:
+            return  # renewed meanwhile, or another worker got there first
+        self._kill_by_id(seen)  # whatever is left of its sandbox: never two copies at once
+        if seen.job_status == JobStatus.LIVE:
+            self._expire(seen.id, WORKER_GONE_APP)
+            return
+        max_runs = self.deps.settings.max_runs
+        runs = max(seen.runs, 1)  # rows from before runs were counted ran once
+        if runs < max_runs:
+            message = (
+                "the worker running this job stopped; starting again, "
+                f"attempt {runs + 1} of {max_runs}"
+            )
+            self._requeue(seen.id, message, count_run=True)
         else:
-            self._schedule_expiry(job)
+            self._fail(
+                seen.id,
+                f"the worker running this job stopped {seen.runs} times; retry it to run it again",
+            )
 
-    def _fail_interrupted(self, job: TrainingJob) -> None:
-        self._kill_sandbox(None, job.sandbox_id)
-        self._fail(job.id, RESTART_REASON)
+    def _hand_back(self, job_id: str) -> None:
+        self._requeue(job_id, HANDED_BACK, count_run=False)
+        with self._lock:
+            self._handing_back.discard(job_id)
+
+    def _requeue(self, job_id: str, message: str, *, count_run: bool) -> None:
+        recorder = self._recorder(job_id)
+        with session_scope(self.deps.engine) as session:
+            if not queue.hand_back(session, job_id=job_id, worker_id=self.id, count_run=count_run):
+                return  # it ended meanwhile (a cancel)
+            event = recorder.emit_in(
+                session, EventKind.WARNING, JOB, message, status=JobStatus.QUEUED.value
+            )
+        recorder.announce(event)
+
+    def _expire_due(self) -> None:
+        dying = [] if self.deps.sandboxes.survives_worker else [self.deps.sandboxes.name]
+        with session_scope(self.deps.engine) as session:
+            due = queue.apps_to_stop(session, unowned_providers=dying)
+        for job in due:
+            unheld = job.worker_id is None and job.sandbox_provider in dying
+            reason = "it stopped when the service restarted" if unheld else "its lifetime ran out"
+            with self._lock:
+                mine = self._apps.pop(job.id, None)
+            if self._expire(job.id, reason, sandbox=mine) and mine is None:
+                self._kill_by_id(job)
+
+    def _send_expiry_notices(self) -> None:
+        notice = self.deps.settings.expiry_notice_seconds
+        if notice <= 0:
+            return
+        before = datetime.now(UTC) + timedelta(seconds=notice)
+        with session_scope(self.deps.engine) as session:
+            due = queue.apps_to_warn(session, before=before)
+        for job in due:
+            if job.expires_at is None:
+                continue
+            recorder = self._recorder(job.id)
+            with session_scope(self.deps.engine) as session:
+                if not queue.mark_expiry_notice(session, job_id=job.id, expires_at=job.expires_at):
+                    continue  # another worker sent it, or the app was extended meanwhile
+                event = recorder.emit_in(
+                    session,
+                    EventKind.EXPIRING,
+                    JOB,
+                    f"the live app stops at {job.expires_at:%H:%M} UTC",
+                    expires_at=job.expires_at.isoformat(),
+                )
+            recorder.announce(event)
+
+    def expire(self, job_id: str, *, reason: str) -> None:
+        """Stops a live app now (`trainbot run` when its person presses Ctrl-C)."""
+        with self._lock:
+            app = self._apps.pop(job_id, None)
+        self._expire(job_id, reason, sandbox=app)
+
+    def _expire(self, job_id: str, reason: str, *, sandbox: Sandbox | None = None) -> bool:
+        """Live -> expired with its event, in one transaction. True when this call made it."""
+        recorder = self._recorder(job_id)
+        event: Event | None = None
+        try:
+            with session_scope(self.deps.engine) as session:
+                queries.transition(session, job_id=job_id, to=JobStatus.EXPIRED)
+                event = recorder.emit_in(
+                    session,
+                    EventKind.FINISHED,
+                    JOB,
+                    f"the live app was stopped: {reason}",
+                    status=JobStatus.EXPIRED.value,
+                )
+        except IllegalTransition:
+            pass  # it ended meanwhile (cancelled, or expired by another worker)
+        if sandbox is not None:
+            _kill(sandbox)
+        if event is None:
+            return False
+        recorder.announce(event)
+        return True
 
     def _fail(self, job_id: str, reason: str) -> None:
+        recorder = self._recorder(job_id)
         try:
             with session_scope(self.deps.engine) as session:
-                job = queries.transition(session, job_id=job_id, to=JobStatus.FAILED, error=reason)
-        except IllegalTransition:
+                job = queries.transition(
+                    session, job_id=job_id, to=JobStatus.FAILED, error=reason, owner=self.id
+                )
+                event = recorder.emit_in(
+                    session, EventKind.FAILED, job.stage or JOB, reason, status="failed"
+                )
+        except (IllegalTransition, NotHeld):
             return  # it ended meanwhile
-        self._recorder(job_id).emit(EventKind.FAILED, job.stage or JOB, reason, status="failed")
+        recorder.announce(event)
 
-    def _kill_sandbox(self, sandbox: Sandbox | None, sandbox_id: str | None) -> None:
-        """Kills the sandbox object this process holds, or else the one with this id."""
+    def _stop_apps(self, reason: str) -> None:
+        with self._lock:
+            apps = dict(self._apps)
+            self._apps.clear()
+        for job_id, app in apps.items():
+            self._expire(job_id, reason, sandbox=app)
+
+    def _kill_by_id(self, job: TrainingJob) -> None:
+        """Kills a sandbox this process does not hold, by the id its job recorded."""
+        if not job.sandbox_id or job.sandbox_provider not in (None, self.deps.sandboxes.name):
+            return
         try:
-            if sandbox is not None:
-                sandbox.kill()
-            elif sandbox_id:
-                self.deps.sandboxes.kill(sandbox_id)  # started by another process
-        except Exception:  # noqa: BLE001 - the state change already happened
-            log.exception("could not kill sandbox %s", sandbox_id or getattr(sandbox, "id", "?"))
+            self.deps.sandboxes.kill(job.sandbox_id)
+        except Exception:  # noqa: BLE001 - the job's state is decided either way
+            log.exception("could not kill sandbox %s", job.sandbox_id)
 
-    def _in_background(self, task: Callable[..., None], *args: object) -> None:
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _limits(self) -> queue.Limits:
+        settings = self.deps.settings
+        sandboxes = self.deps.sandboxes
+        return queue.Limits(
+            per_workspace=settings.max_jobs_per_workspace,
+            per_user=settings.max_jobs_per_user,
+            sandboxes=settings.sandbox_limit or sandboxes.concurrent_limit,
+            provider=sandboxes.name,
+        )
+
+    def _every(self, name: str, task: object, seconds: float, first: datetime) -> None:
+        self.scheduler.add_job(
+            task,
+            trigger="interval",
+            seconds=seconds,
+            id=name,
+            executor="housekeeping",
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def _follow_wakeups(self) -> None:
+        while not self._stopped.is_set():
+            if self._wakeup.wait(1.0):
+                self.wake()
+
+    def _wait_runs(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(0.2)
+
+    def _stop_loops(self) -> None:
+        self._stopped.set()
+        self._wakeup.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _in_background(self, task: object, *args: object) -> None:
         if self.scheduler.running:
             self.scheduler.add_job(task, args=list(args), executor="housekeeping")
         else:
-            task(*args)
+            task(*args)  # type: ignore[operator]
 
     def _remove_scheduled(self, scheduler_job_id: str) -> None:
         try:
@@ -252,10 +431,8 @@ class JobWorker:
         return JobRecorder(self.deps.engine, job_id, self.deps.sink)
 
 
-def _answers(url: str | None) -> bool:
-    if not url:
-        return False
+def _kill(sandbox: Sandbox) -> None:
     try:
-        return httpx.get(url.rstrip("/") + "/health", timeout=3.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+        sandbox.kill()
+    except Exception:  # noqa: BLE001 - the job's state is decided either way
+        log.exception("could not kill sandbox %s", getattr(sandbox, "id", "?"))

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 # pg_advisory_lock takes a signed 64-bit key; this is "trainbot" in ASCII. Advisory locks are
 # per database, so it need only differ from other keys used on the same database.
 MIGRATION_LOCK_KEY = 0x7472_6169_6E62_6F74
+CLAIM_LOCK_KEY = MIGRATION_LOCK_KEY + 1  # held while a worker claims jobs (storage.queue)
 
 
 def migration_lock(engine: Engine) -> AbstractContextManager[None]:
@@ -35,6 +36,16 @@ def migration_lock(engine: Engine) -> AbstractContextManager[None]:
         path = sqlite_file(engine)
         return _file_lock(path.with_name(path.name + ".migrate.lock")) if path else nullcontext()
     return nullcontext()  # only SQLite and PostgreSQL are supported
+
+
+def claim_file_lock(engine: Engine) -> AbstractContextManager[None]:
+    """SQLite's claim lock, held around the claim's whole transaction, commit included: the
+    next claimer then reads what this one claimed. PostgreSQL's is a transaction-scoped
+    advisory lock taken inside the claim's own transaction (see storage.queue)."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    path = sqlite_file(engine)
+    return _file_lock(path.with_name(path.name + ".claim.lock")) if path else nullcontext()
 
 
 def sqlite_file(engine: Engine) -> Path | None:

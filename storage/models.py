@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, BigInteger, Column, Text
 from sqlmodel import Field, SQLModel
 
 from storage.states import JobStatus
@@ -44,6 +44,9 @@ class AiModel(SQLModel, table=True):
     target_column: str | None = Field(default=None, max_length=200)
     created_by: str = Field(default="", max_length=100)
     channel_id: str | None = Field(default=None, max_length=50)
+    # The Slack workspace (and Enterprise Grid org) the model belongs to; None from the CLI.
+    team_id: str | None = Field(default=None, max_length=32, index=True)
+    enterprise_id: str | None = Field(default=None, max_length=32)
     deployed_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _required_time()
     updated_at: datetime = _required_time()
@@ -66,6 +69,16 @@ class TrainingJob(SQLModel, table=True):
     resources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="", max_length=100)
     channel_id: str | None = Field(default=None, max_length=50, index=True)
+    # The Slack workspace the job belongs to: Slack sees and acts on its own jobs only.
+    team_id: str | None = Field(default=None, max_length=32, index=True)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    # The worker that holds the job (running it, or serving its local app) and until when its
+    # claim holds unless renewed. Every change a worker makes checks it still holds the job.
+    worker_id: str | None = Field(default=None, max_length=80, index=True)
+    lease_expires_at: datetime | None = _optional_time()
+    # How many times a worker has started this job (a takeover after a crash is one more).
+    runs: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    expiry_notice_at: datetime | None = _optional_time()
     # Where the request came from ("cli", "slack", "api"); only the CLI may name local files.
     origin: str = Field(default="cli", max_length=16)
     # Identifies one submission (e.g. a Slack view and its state) so a retried delivery
@@ -112,3 +125,17 @@ class JobEvent(SQLModel, table=True):
     stage: str = Field(max_length=32)
     message: str = Field(sa_column=Column(Text, nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class EventCursor(SQLModel, table=True):
+    """How far a follower of `job_events` (the Slack notifier) has got, and which process
+    follows it now: one holder at a time, under a lease it renews."""
+
+    __tablename__ = "event_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_event_id: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    holder: str | None = Field(default=None, max_length=80)
+    lease_expires_at: datetime | None = _optional_time()

@@ -6,19 +6,26 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from storage.models import ID_LENGTH, SHORT_ID_LENGTH, AiModel, JobEvent, TrainingJob, utcnow
+from storage.notify import EVENTS_CHANNEL, JOBS_CHANNEL, notify
 from storage.states import (
     RUNNING_STAGES,
     STATUS_STAGE,
     TERMINAL,
+    IllegalTransition,
     JobStatus,
+    NotHeld,
     check_transition,
 )
 
 MIN_ID_PREFIX = 4
+# The kind and stage of the event every job starts with, written with the job itself: the
+# notifier posts a Slack job's card on it, before any other event of the job.
+QUEUED_KIND = "queued"
+JOB_STAGE = "job"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -45,11 +52,13 @@ def create_job(
     resources: Iterable[str] = (),
     requested_by: str = "",
     channel_id: str | None = None,
+    team_id: str | None = None,
+    enterprise_id: str | None = None,
     ttl_seconds: int = 3600,
     origin: str = "cli",
     request_key: str | None = None,
 ) -> TrainingJob:
-    """Records the model and its first training job, queued.
+    """Records the model and its first training job, queued, and wakes the workers.
 
     With a `request_key`, a second call for the same request returns the job the first one
     created. (Two racing calls: the loser's flush raises IntegrityError; call again.)
@@ -66,6 +75,8 @@ def create_job(
         target_column=target_column,
         created_by=requested_by,
         channel_id=channel_id,
+        team_id=team_id,
+        enterprise_id=enterprise_id,
     )
     session.add(model)
     session.flush()
@@ -78,13 +89,21 @@ def create_job(
         resources=list(resources),
         requested_by=requested_by,
         channel_id=channel_id,
+        team_id=team_id,
+        enterprise_id=enterprise_id,
         ttl_seconds=ttl_seconds,
         origin=origin,
         request_key=request_key,
     )
     session.add(job)
     session.flush()
+    _queued(session, job)
     return job
+
+
+def _queued(session: Session, job: TrainingJob) -> None:
+    add_event(session, job_id=job.id, kind=QUEUED_KIND, stage=JOB_STAGE, message="queued")
+    notify(session, JOBS_CHANNEL)
 
 
 def get_job_by_request_key(session: Session, *, request_key: str) -> TrainingJob | None:
@@ -123,11 +142,14 @@ def create_retry(
         resources=list(old.resources),
         requested_by=requested_by if requested_by is not None else old.requested_by,
         channel_id=old.channel_id,
+        team_id=old.team_id,
+        enterprise_id=old.enterprise_id,
         ttl_seconds=old.ttl_seconds,
         origin=origin or old.origin,
     )
     session.add(job)
     session.flush()
+    _queued(session, job)
     return job
 
 
@@ -139,12 +161,23 @@ def get_model(session: Session, *, model_id: str) -> AiModel | None:
     return session.get(AiModel, model_id)
 
 
-def find_job(session: Session, *, ref: str, min_prefix: int = MIN_ID_PREFIX) -> TrainingJob:
-    """A job by its full id or an unambiguous prefix of it (people type the short id)."""
+def find_job(
+    session: Session,
+    *,
+    ref: str,
+    min_prefix: int = MIN_ID_PREFIX,
+    team_id: str | None = None,
+    enterprise_id: str | None = None,
+) -> TrainingJob:
+    """A job by its full id or an unambiguous prefix of it (people type the short id).
+
+    With a workspace (see `_job_filters`) another workspace's job is not found, exactly as
+    an id that names no job: the answer must not tell that it exists.
+    """
     ref = parse_job_ref(ref, min_prefix=min_prefix)
-    jobs = session.exec(
-        select(TrainingJob).where(col(TrainingJob.id).startswith(ref)).limit(2)
-    ).all()
+    workspace = _job_filters(None, None, None, team_id=team_id, enterprise_id=enterprise_id)
+    query = select(TrainingJob).where(col(TrainingJob.id).startswith(ref), *workspace)
+    jobs = session.exec(query.limit(2)).all()
     if not jobs:
         raise JobLookupError(f"no job has the id {ref}")
     if len(jobs) > 1:
@@ -173,9 +206,14 @@ def list_jobs(
     requested_by: str | None = None,
     statuses: Iterable[JobStatus] | None = None,
     limit: int = 20,
+    team_id: str | None = None,
+    enterprise_id: str | None = None,
 ) -> list[TrainingJob]:
-    """Newest first."""
-    query = select(TrainingJob).where(*_job_filters(channel_id, requested_by, statuses))
+    """Newest first; a workspace as in `_job_filters`."""
+    filters = _job_filters(
+        channel_id, requested_by, statuses, team_id=team_id, enterprise_id=enterprise_id
+    )
+    query = select(TrainingJob).where(*filters)
     query = query.order_by(col(TrainingJob.created_at).desc(), col(TrainingJob.id)).limit(limit)
     return list(session.exec(query).all())
 
@@ -186,17 +224,35 @@ def count_jobs(
     channel_id: str | None = None,
     requested_by: str | None = None,
     statuses: Iterable[JobStatus] | None = None,
+    team_id: str | None = None,
+    enterprise_id: str | None = None,
 ) -> int:
     """How many jobs `list_jobs` would find without its limit."""
     query = select(func.count()).select_from(TrainingJob)
-    query = query.where(*_job_filters(channel_id, requested_by, statuses))
+    filters = _job_filters(
+        channel_id, requested_by, statuses, team_id=team_id, enterprise_id=enterprise_id
+    )
+    query = query.where(*filters)
     return int(session.exec(query).one())
 
 
 def _job_filters(
-    channel_id: str | None, requested_by: str | None, statuses: Iterable[JobStatus] | None
+    channel_id: str | None,
+    requested_by: str | None,
+    statuses: Iterable[JobStatus] | None,
+    *,
+    team_id: str | None = None,
+    enterprise_id: str | None = None,
 ) -> list[Any]:
+    """A workspace is its team: team ids are unique across Slack, Enterprise Grid included,
+    and a workspace that joins an org later keeps its id (so `enterprise_id` is not
+    compared then). Without a team, an Enterprise Grid org-wide install is the tenant: every
+    job of the org. Neither: no workspace filter (the CLI, the operator)."""
     filters: list[Any] = []
+    if team_id is not None:
+        filters.append(TrainingJob.team_id == team_id)
+    elif enterprise_id is not None:
+        filters.append(TrainingJob.enterprise_id == enterprise_id)
     if channel_id is not None:
         filters.append(TrainingJob.channel_id == channel_id)
     if requested_by is not None:
@@ -213,34 +269,59 @@ def transition(
     to: JobStatus,
     error: str | None = None,
     at: datetime | None = None,
+    owner: str | None = None,
 ) -> TrainingJob:
-    """Moves a job along the state machine; raises IllegalTransition for a move it forbids."""
+    """Moves a job along the state machine, as a compare-and-set on the status it was read
+    in and, with `owner`, on the worker holding it. Raises IllegalTransition for a move the
+    state machine forbids (or that another process made first), NotHeld when `owner` no
+    longer holds the job."""
     job = _require(session, job_id, for_update=True)
-    check_transition(job.job_status, to)
+    if owner is not None and job.worker_id != owner:
+        raise NotHeld(job_id)
+    current = job.job_status
+    check_transition(current, to)
     now = at or utcnow()
-    job.status = to.value
+    values: dict[str, Any] = {"status": to.value, "updated_at": now}
     if to in RUNNING_STAGES:
-        job.stage = STATUS_STAGE[to].value
-        job.started_at = job.started_at or now
+        values["stage"] = STATUS_STAGE[to].value
+        values["started_at"] = job.started_at or now
     if to == JobStatus.LIVE:
-        job.live_at = now
+        values["live_at"] = now
     if to in TERMINAL or to == JobStatus.LIVE:
-        job.finished_at = job.finished_at or now
+        values["finished_at"] = job.finished_at or now
+    if to in TERMINAL:
+        values["worker_id"] = None  # an ended job needs no worker
+        values["lease_expires_at"] = None
+    if error is not None:
+        values["error"] = error
+    conditions = [col(TrainingJob.id) == job_id, col(TrainingJob.status) == current.value]
+    if owner is not None:
+        conditions.append(col(TrainingJob.worker_id) == owner)
+    result = session.execute(
+        update(TrainingJob)
+        .where(*conditions)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(job)
+    if not getattr(result, "rowcount", 0):  # another process changed the row first
+        if owner is not None and job.worker_id != owner:
+            raise NotHeld(job_id)
+        raise IllegalTransition(job.job_status, to)
     if to in TERMINAL and to != JobStatus.FAILED:
         model = session.get(AiModel, job.model_id)
         if model is not None and model.deployed_url == job.deployment_url:
             model.deployed_url = None  # the app is gone; the job keeps the URL as history
             model.updated_at = now
-    if error is not None:
-        job.error = error
-    job.updated_at = now
-    session.add(job)
+            session.add(model)
     session.flush()
     return job
 
 
-def mark_live(session: Session, *, job_id: str, url: str, expires_at: datetime) -> TrainingJob:
-    job = transition(session, job_id=job_id, to=JobStatus.LIVE)
+def mark_live(
+    session: Session, *, job_id: str, url: str, expires_at: datetime, owner: str | None = None
+) -> TrainingJob:
+    job = transition(session, job_id=job_id, to=JobStatus.LIVE, owner=owner)
     job.deployment_url = url
     job.expires_at = expires_at
     model = session.get(AiModel, job.model_id)
@@ -250,6 +331,22 @@ def mark_live(session: Session, *, job_id: str, url: str, expires_at: datetime) 
         session.add(model)
     session.add(job)
     session.flush()
+    return job
+
+
+def record_extension(session: Session, *, job_id: str, expires_at: datetime) -> TrainingJob:
+    """A live app's new end; its expiry notice is due again before that end. Raises
+    IllegalTransition when the app stopped meanwhile."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(col(TrainingJob.id) == job_id, col(TrainingJob.status) == JobStatus.LIVE.value)
+        .values(expires_at=expires_at, expiry_notice_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    job = _require(session, job_id)
+    session.refresh(job)
+    if not getattr(result, "rowcount", 0):
+        raise IllegalTransition(job.job_status, JobStatus.LIVE)
     return job
 
 
@@ -266,16 +363,22 @@ UPDATABLE_FIELDS = frozenset(
         "expires_at",
         "card_channel_id",
         "card_ts",
+        "expiry_notice_at",
     }
 )
 
 
-def update_job(session: Session, *, job_id: str, **fields: Any) -> TrainingJob:
-    """Sets recorded facts about a job. Status changes go through `transition` instead."""
+def update_job(
+    session: Session, *, job_id: str, owner: str | None = None, **fields: Any
+) -> TrainingJob:
+    """Sets recorded facts about a job. Status changes go through `transition` instead.
+    With `owner`, only while that worker holds the job (else NotHeld)."""
     unknown = set(fields) - UPDATABLE_FIELDS
     if unknown:
         raise ValueError(f"not updatable here: {sorted(unknown)}")
     job = _require(session, job_id, for_update=True)
+    if owner is not None and job.worker_id != owner:
+        raise NotHeld(job_id)
     for name, value in fields.items():
         setattr(job, name, value)
     job.updated_at = utcnow()
@@ -304,6 +407,7 @@ def add_event(
     )
     session.add(event)
     session.flush()
+    notify(session, EVENTS_CHANNEL)
     return event
 
 

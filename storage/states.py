@@ -43,6 +43,9 @@ def _allowed() -> dict[JobStatus, frozenset[JobStatus]]:
     # Generated code that failed in training or deployment goes back for a repair.
     allowed[JobStatus.TRAINING].add(JobStatus.GENERATING_CODE)
     allowed[JobStatus.DEPLOYING].add(JobStatus.GENERATING_CODE)
+    # A worker that stops (a deploy, a crash) hands its running jobs back to the queue.
+    for status in RUNNING_STAGES:
+        allowed[status].add(JobStatus.QUEUED)
     # A live app is stopped either by its lifetime running out or by someone cancelling it.
     allowed[JobStatus.LIVE] |= {JobStatus.EXPIRED, JobStatus.CANCELLED}
     return {s: frozenset(v) for s, v in allowed.items()}
@@ -56,6 +59,15 @@ class IllegalTransition(Exception):
         super().__init__(f"a job that is {current.value} cannot become {wanted.value}")
         self.current = current
         self.wanted = wanted
+
+
+class NotHeld(Exception):
+    """A worker's change to a job it no longer holds: another worker took the job over (its
+    lease ran out), or it was handed back. Not a cancel: the job lives on elsewhere."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"this worker no longer holds job {job_id[:8]}")
+        self.job_id = job_id
 
 
 def check_transition(current: JobStatus, wanted: JobStatus) -> None:

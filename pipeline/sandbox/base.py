@@ -12,7 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.errors import SandboxError
 from pipeline.limits import FAILURE_LOG_LINES
+
+
+class SandboxGone(SandboxError):
+    """The sandbox no longer exists (expired, killed, or its worker exited): its app is gone.
+
+    A caller extending or checking a live app by id catches this to record the app's end,
+    and lets any other SandboxError (a refused key, E2B unreachable) pass as a failure to retry.
+    """
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,25 @@ class SandboxProvider(Protocol):
     # True when code in its sandboxes can dial neither the host's services nor the internet
     # while it serves (E2B: a remote VM without internet; local: its own network namespace).
     isolates_network: bool
+    # True when a sandbox keeps serving after the process that created it exits (E2B: a remote
+    # VM), so any worker may extend or stop it by id; False when the app needs its creator
+    # (local: the worker relays the app's port and its processes die with it).
+    survives_worker: bool
+    # Sandboxes the provider lets run at once, across every process on one account (None: no
+    # limit of its own). Running jobs and live apps both count. TRAINBOT_SANDBOX_LIMIT wins.
+    concurrent_limit: int | None
 
     def create(self, *, job_id: str, timeout: int) -> Sandbox: ...
 
     def kill(self, sandbox_id: str) -> bool:
         """Kill a sandbox by id, even one created by an earlier process. True if it was found."""
+        ...
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime:
+        """Ask for `seconds` more life from now for the sandbox `sandbox_id`, made by any process.
+
+        Returns when it will really stop (UTC), as `Sandbox.extend` does: never later than the
+        provider's cap allows. SandboxGone if the sandbox no longer exists (or the id is not one
+        of this provider's); another SandboxError if the provider could not be asked.
+        """
         ...

@@ -12,7 +12,10 @@ Lifetime: the plan caps a sandbox's life, counted from its start (1 hour on Hobb
 https://e2b.dev/docs/sandbox), and `set_timeout` past the cap is clamped without a word
 (github.com/e2b-dev/infra, packages/api/internal/orchestrator/keep_alive.go). So after every
 extension the real end is read back (`get_info().end_at`). The SDK cannot tell the plan:
-`max_lifetime` comes from the settings.
+`max_lifetime` comes from the settings, and no extension asks for more.
+
+A sandbox outlives the process that made it (a remote VM): any process extends or kills it by
+id through the SDK's class-method variants (`Sandbox.set_timeout(sandbox_id, ...)`).
 
 One sandbox in E2B::
 
@@ -29,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from e2b_code_interpreter import (
     FileNotFoundException,
@@ -39,7 +42,7 @@ from e2b_code_interpreter import (
 )
 
 from pipeline.errors import SandboxError
-from pipeline.sandbox.base import CommandResult
+from pipeline.sandbox.base import CommandResult, SandboxGone
 from pipeline.sandbox.e2b_commands import (
     Server,
     Waiter,
@@ -48,6 +51,7 @@ from pipeline.sandbox.e2b_commands import (
     shell_command,
 )
 from pipeline.sandbox.e2b_errors import (
+    APP_GONE,
     GONE,
     SDK_ERRORS,
     START_TIMEOUT,
@@ -86,6 +90,41 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+class _Lifetime(Protocol):
+    """What extending needs of the SDK: a Sandbox, or its class bound to one id and key."""
+
+    def set_timeout(self, timeout: int) -> None: ...
+
+    def get_info(self) -> Any: ...
+
+
+class _ById:
+    """The SDK's class-method variants bound to one sandbox id: no Sandbox object needed
+    (e2b/sandbox_sync/main.py `class_method_variant("_cls_set_timeout")`, `"_cls_get_info"`)."""
+
+    def __init__(self, sandbox_class: Any, sandbox_id: str, api_key: str) -> None:
+        self._class = sandbox_class
+        self._id = sandbox_id
+        self._api_key = api_key
+
+    def set_timeout(self, timeout: int) -> None:
+        self._class.set_timeout(self._id, timeout, api_key=self._api_key)
+
+    def get_info(self) -> Any:
+        return self._class.get_info(self._id, api_key=self._api_key)
+
+
+def _extend(sdk: _Lifetime, seconds: int, *, cap: int) -> datetime:
+    """Keep a sandbox alive `seconds` from now (never asking past the plan's `cap`); return the
+    end E2B really set, which the cap counted from the sandbox's start may make earlier still.
+
+    Gone (the API's 404 as SandboxNotFoundException) is SandboxGone, via `translate`.
+    """
+    with sdk_errors("extend the sandbox's lifetime"):
+        sdk.set_timeout(min(max(0, int(seconds)), cap))
+        return _utc(sdk.get_info().end_at)
+
+
 class E2BSandbox:
     """One E2B sandbox. Made by `E2BSandboxProvider.create`."""
 
@@ -95,10 +134,12 @@ class E2BSandbox:
         *,
         template: str,
         lifetime: int,
+        cap: int,
         app_port: int,
         url_scheme: str,
     ) -> None:
         self._sdk = sdk  # the SDK's Sandbox
+        self._cap = cap  # the plan's cap on its life: no extension asks for more
         self.id: str = sdk.sandbox_id
         self.isolation = (
             f"E2B cloud sandbox {self.id} (template {template}): its own VM, none of the "
@@ -271,9 +312,7 @@ class E2BSandbox:
         Returns when E2B will really stop it: earlier than asked once the plan's cap is near.
         """
         self._check_alive()
-        with sdk_errors("extend the sandbox's lifetime"):
-            self._sdk.set_timeout(int(seconds))
-            self._ends = _utc(self._sdk.get_info().end_at)
+        self._ends = _extend(self._sdk, seconds, cap=self._cap)
         return self._ends
 
     def kill(self) -> None:
@@ -357,6 +396,9 @@ def _chunks(stream: Iterator[bytes], action: str) -> Iterator[bytes]:
         yield chunk
 
 
+HOBBY_CONCURRENT_SANDBOXES = 20
+
+
 class E2BSandboxProvider:
     """Sandboxes in E2B's cloud, one per job.
 
@@ -368,6 +410,11 @@ class E2BSandboxProvider:
 
     name = "e2b"
     isolates_network = True  # a remote VM, outbound internet closed while the app serves
+    survives_worker = True  # the VM serves on when the worker that made it exits
+    # E2B runs 20 sandboxes at once on Hobby, 100 on Pro (e2b.dev/docs/sandbox/rate-limits);
+    # past that, create fails
+    # with 429 (pipeline/sandbox/e2b_errors.py BUSY). Waiting in our queue is kinder.
+    concurrent_limit: int | None = HOBBY_CONCURRENT_SANDBOXES
 
     def __init__(
         self,
@@ -411,6 +458,7 @@ class E2BSandboxProvider:
                 sdk,
                 template=self._template,
                 lifetime=lifetime,
+                cap=self._cap,
                 app_port=self._app_port,
                 url_scheme=self._url_scheme,
             )
@@ -431,6 +479,20 @@ class E2BSandboxProvider:
             return False
         except SDK_ERRORS as error:
             raise translate(error, "stop a sandbox") from error
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime:
+        """Keep a sandbox alive `seconds` from now, also one created by another process.
+
+        Returns when E2B will really stop it (UTC). SandboxGone once E2B no longer knows it.
+        """
+        if not _SANDBOX_ID.fullmatch(sandbox_id):  # not one of E2B's ids: nothing to extend
+            raise SandboxGone(APP_GONE, detail=f"{sandbox_id!r} is not an E2B sandbox id")
+        try:
+            return _extend(
+                _ById(self._sandbox_class, sandbox_id, self._api_key), seconds, cap=self._cap
+            )
+        except SandboxGone as error:  # said of the app: the caller has no sandbox in hand
+            raise SandboxGone(APP_GONE, detail=error.detail) from error
 
     def _start(self, job_id: str, lifetime: int) -> Any:
         attempt = 0

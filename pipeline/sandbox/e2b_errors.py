@@ -27,11 +27,13 @@ from e2b_code_interpreter import (
 )
 
 from pipeline.errors import SandboxError
+from pipeline.sandbox.base import SandboxGone
 
 AUTH_REFUSED = "E2B refused the API key (check E2B_API_KEY)"
 RATE_LIMITED = "E2B's rate or concurrency limit was reached; try again later"
 BUSY = "E2B has no capacity for a sandbox right now; try again later"
 GONE = "the E2B sandbox is gone (expired or killed)"
+APP_GONE = "the app is gone: its E2B sandbox expired or was killed"  # extending by id
 UNREACHABLE = "the E2B sandbox could not be reached"
 START_TIMEOUT = "E2B did not start a sandbox in time"
 _NO_END_EVENT = "without an end event"
@@ -80,7 +82,8 @@ def translate(error: BaseException, action: str) -> SandboxError:
         message = f"could not reach E2B to {action}"
     else:
         message = f"E2B could not {action} ({short(error)})"
-    return SandboxError(message, detail=f"{type(error).__name__}: {error}")
+    kind = SandboxGone if message == GONE else SandboxError  # gone: a caller records the end
+    return kind(message, detail=f"{type(error).__name__}: {error}")
 
 
 @contextmanager

@@ -13,6 +13,11 @@ cannot plant process ids for the service to kill.
 Under bubblewrap the live app runs in its own network namespace and is reached through
 its port forwarded from the host (forwarding.py): it can answer, but dial nothing. The
 command line lives in bubblewrap.py, the process supervision in processes.py.
+
+A live app lives in the process that created its sandbox (that process relays its port, and
+its processes die with it): `survives_worker` is False. Its end is the job row's `expires_at`,
+which any worker's sweep acts on; nothing in the sandbox itself stops it early, so extending it
+(by object or by id from another process) is only the arithmetic the row records.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from pipeline.errors import SandboxError
-from pipeline.sandbox.base import CommandResult
+from pipeline.sandbox.base import CommandResult, SandboxGone
 from pipeline.sandbox.bubblewrap import MOUNT, Bubblewrap, probe_bubblewrap
 from pipeline.sandbox.forwarding import PortForward, relay_command
 from pipeline.sandbox.processes import (
@@ -58,6 +63,12 @@ log = logging.getLogger(__name__)
 _PYTHON_NAMES = frozenset({"python", "python3"})
 _SANDBOX_ID = re.compile(r"local-[a-z0-9]{1,8}-[0-9a-f]{8}")
 _ISOLATIONS = ("auto", "bwrap", "process")
+APP_GONE = "the app is gone: its local sandbox was stopped or its worker exited"
+
+
+def _ends_after(seconds: int) -> datetime:
+    """When a local sandbox asked to live `seconds` more stops: exactly then (no cap)."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def _remove_tree(directory: Path) -> None:
@@ -328,7 +339,7 @@ class LocalSandbox:
     def extend(self, seconds: int) -> datetime:
         """Nothing stops a local sandbox early: it lives exactly as long as asked."""
         self.deadline = time.time() + seconds
-        return datetime.now(UTC) + timedelta(seconds=seconds)
+        return _ends_after(seconds)
 
     def kill(self) -> None:
         """Kill every process this sandbox started and remove its directory. Idempotent."""
@@ -414,6 +425,8 @@ class LocalSandboxProvider:
 
     name = "local"
     max_lifetime: int | None = None  # nothing caps a local sandbox's life
+    survives_worker = False  # the worker relays the app's port; its processes die with it
+    concurrent_limit: int | None = None  # the machine's memory is the limit
 
     def __init__(
         self,
@@ -498,3 +511,17 @@ class LocalSandboxProvider:
         kill_recorded(directory / ".pids")
         _remove_tree(directory)
         return True
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime:
+        """More life for a sandbox, also one started by another worker; when it will stop.
+
+        The job row's expiry, which any worker's sweep acts on, is what stops a local app, so
+        this only checks that the sandbox is still there. SandboxGone if it is not.
+        """
+        if not _SANDBOX_ID.fullmatch(sandbox_id):  # checked before it names a path
+            raise SandboxGone(APP_GONE, detail=f"{sandbox_id!r} is not a local sandbox id")
+        live = self._live.get(sandbox_id)  # made here: its own deadline moves too
+        # The directory as well: another process may have killed it by id.
+        if (live is not None and not live.alive) or not (self._root / sandbox_id).is_dir():
+            raise SandboxGone(APP_GONE, detail=f"no sandbox directory {sandbox_id}")
+        return live.extend(seconds) if live is not None else _ends_after(seconds)

@@ -16,6 +16,9 @@ a plan caps a sandbox's life counted from its start (`plan_max_lifetime`: 1 hour
 Pro). `create(timeout=)` past the cap is refused (400); `set_timeout` sets the end to
 `now + timeout` but silently clamps it to `start + cap`, may shorten it, and is refused (400)
 once the cap has passed; `get_info().end_at` tells the real end; at its end the sandbox is gone.
+`set_timeout`, `get_info` and `kill` are also class methods taking a sandbox id, as in the SDK
+(e2b/sandbox_sync/main.py:600 `@class_method_variant("_cls_set_timeout")`, :704, :547), so any process
+reaches a sandbox by id; an id E2B no longer knows (killed, expired, never made) is the API's 404.
 
 Files, as the SDK sends them (.venv/.../e2b/sandbox_sync/filesystem/filesystem.py): a `str` or
 `bytes` body, and a `format="bytes"`/`"text"` read, are one in-memory request bounded by the
@@ -27,13 +30,15 @@ make transfers take time.
 
 Failure knobs on the class (an exception, or a list consumed one per call):
 `fail_create_with`, `fail_write_with` (files.write and files.make_dir), `fail_kill_with`,
+`fail_set_timeout_with` (set_timeout, by instance or id),
 `fail_run_with` (a command's start), `fail_stream_with` (raised into a command's output stream
 after its first chunk: `dropped_connection()`, or `EndWithoutEndEvent()`).
 Records: `create_calls` (every create's arguments), `created`, `kill_calls`, `killed_ids`;
 per sandbox `set_timeout_calls`, `network_updates`, `runs` (each commands.run's arguments and
 whether internet access was open), `internet`, `started_at` (tests may move it back).
 
-The real SDK's exception classes are raised: AuthenticationException without an api_key,
+The real SDK's exception classes are raised: AuthenticationException without an api_key (on every
+control-plane call, as the SDK's ApiClient refuses to start without one: e2b/api/__init__.py),
 FileNotFoundException for a missing file, SandboxNotRunningException once a sandbox is killed
 (SandboxNotFoundException from the control-plane calls, as the API's 404).
 """
@@ -88,6 +93,13 @@ def _take(knob: Failure) -> BaseException | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _require_api_key(opts: dict[str, Any]) -> None:
+    """The SDK's ApiClient refuses to start without a key (e2b/api/__init__.py:249, `ApiClient`); the
+    fake never falls back to E2B_API_KEY, so a call that forgot its key fails here."""
+    if not opts.get("api_key"):
+        raise AuthenticationException("API key is required")
 
 
 class _FileStream(httpx.SyncByteStream):
@@ -192,6 +204,7 @@ class FakeE2BSandbox:
     fail_create_with: ClassVar[Failure] = None
     fail_write_with: ClassVar[Failure] = None
     fail_kill_with: ClassVar[Failure] = None
+    fail_set_timeout_with: ClassVar[Failure] = None
     fail_run_with: ClassVar[Failure] = None
     fail_stream_with: ClassVar[Failure] = None
     create_calls: ClassVar[list[dict[str, Any]]] = []
@@ -208,6 +221,7 @@ class FakeE2BSandbox:
             "fail_create_with": None,
             "fail_write_with": None,
             "fail_kill_with": None,
+            "fail_set_timeout_with": None,
             "fail_run_with": None,
             "fail_stream_with": None,
             "create_calls": [],
@@ -278,8 +292,7 @@ class FakeE2BSandbox:
         failure = _take(cls.fail_create_with)
         if failure is not None:
             raise failure
-        if not opts.get("api_key"):  # the fake never falls back to E2B_API_KEY
-            raise AuthenticationException("API key is required")
+        _require_api_key(opts)
         lifetime = SandboxBase.default_sandbox_timeout if timeout is None else timeout
         if lifetime <= 0:  # timeout_helper.go validateAndParseTimeout
             raise api_exception_from_code(400, "Timeout must be greater than 0")
@@ -296,33 +309,52 @@ class FakeE2BSandbox:
     def get_host(self, port: int) -> str:
         return f"127.0.0.1:{port}"
 
+    @class_method_variant[Callable[..., None]]("_cls_set_timeout")
     def set_timeout(self, timeout: int, **opts: Any) -> None:
-        """keep_alive.go KeepAliveFor: `now + min(timeout, cap left)`; shorter is allowed."""
-        self._check_known()
-        self.set_timeout_calls.append(timeout)
-        now = _now()
-        cap = timedelta(seconds=type(self).plan_max_lifetime)
-        if now - self.started_at > cap:
-            raise api_exception_from_code(400, "Max instance length exceeded")
-        left = cap - (now - self.started_at)
-        self.end_at = now + min(left, timedelta(seconds=max(0, timeout)))
-        self._arm_end()
+        type(self)._cls_set_timeout(self.sandbox_id, timeout, **{"api_key": self.api_key, **opts})
 
+    @classmethod
+    def _cls_set_timeout(cls, sandbox_id: str, timeout: int, **opts: Any) -> None:
+        """keep_alive.go KeepAliveFor: `now + min(timeout, cap left)`; shorter is allowed.
+
+        An unknown id is the API's 404 (e2b/sandbox_sync/sandbox_api.py:182, `_cls_set_timeout`).
+        """
+        _require_api_key(opts)
+        failure = _take(cls.fail_set_timeout_with)
+        if failure is not None:
+            raise failure
+        sandbox = cls._known(sandbox_id)
+        sandbox.set_timeout_calls.append(timeout)
+        now = _now()
+        cap = timedelta(seconds=cls.plan_max_lifetime)
+        if now - sandbox.started_at > cap:
+            raise api_exception_from_code(400, "Max instance length exceeded")
+        left = cap - (now - sandbox.started_at)
+        sandbox.end_at = now + min(left, timedelta(seconds=max(0, timeout)))
+        sandbox._arm_end()
+
+    @class_method_variant[Callable[..., SandboxInfo]]("_cls_get_info")
     def get_info(self, **opts: Any) -> SandboxInfo:
-        self._check_known()
+        return type(self)._cls_get_info(self.sandbox_id, **{"api_key": self.api_key, **opts})
+
+    @classmethod
+    def _cls_get_info(cls, sandbox_id: str, **opts: Any) -> SandboxInfo:
+        """An unknown id is the API's 404 (e2b/sandbox_sync/sandbox_api.py:122, `_cls_get_info`)."""
+        _require_api_key(opts)
+        sandbox = cls._known(sandbox_id)
         return SandboxInfo(
-            sandbox_id=self.sandbox_id,
+            sandbox_id=sandbox.sandbox_id,
             sandbox_domain=None,
-            template_id=self.template,
-            name=self.template,
-            metadata=dict(self.metadata),
-            started_at=self.started_at,
-            end_at=self.end_at,
+            template_id=sandbox.template,
+            name=sandbox.template,
+            metadata=dict(sandbox.metadata),
+            started_at=sandbox.started_at,
+            end_at=sandbox.end_at,
             state=SandboxState.RUNNING,
             cpu_count=2,
             memory_mb=1024,
             envd_version="0.6.8",
-            allow_internet_access=self.internet,
+            allow_internet_access=sandbox.internet,
         )
 
     def update_network(self, network: dict[str, Any], **opts: Any) -> None:
@@ -337,6 +369,7 @@ class FakeE2BSandbox:
     @classmethod
     def _cls_kill(cls, sandbox_id: str, **opts: Any) -> bool:
         cls.kill_calls.append({"sandbox_id": sandbox_id, **opts})
+        _require_api_key(opts)
         failure = _take(cls.fail_kill_with)
         if failure is not None:
             raise failure
@@ -400,8 +433,19 @@ class FakeE2BSandbox:
         time.sleep(seconds)
 
     def _check_known(self) -> None:
-        if self.killed:
-            raise SandboxNotFoundException(f"Sandbox {self.sandbox_id} not found")
+        type(self)._known(self.sandbox_id)
+
+    @classmethod
+    def _known(cls, sandbox_id: str) -> FakeE2BSandbox:
+        """The live sandbox `sandbox_id`, or the API's 404 as the SDK raises it
+        (e2b/sandbox_sync/sandbox_api.py: `SandboxNotFoundException(f"Sandbox {id} not found")`).
+        Past its end it is gone even if the timer that removes it has not fired yet."""
+        sandbox = cls.live.get(sandbox_id)
+        if sandbox is not None and not sandbox.killed and sandbox.end_at <= _now():
+            sandbox._destroy()
+        if sandbox is None or sandbox.killed:
+            raise SandboxNotFoundException(f"Sandbox {sandbox_id} not found")
+        return sandbox
 
     def _arm_end(self) -> None:
         """E2B ends a sandbox at its end time."""

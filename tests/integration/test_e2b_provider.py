@@ -125,7 +125,7 @@ def test_a_job_goes_live_in_e2b_and_its_sandbox_is_recorded_and_killed(
         warnings = jobs.event_messages(services, job_id, "warning")
         assert not [message for message in warnings if "stops this sandbox" in message]
 
-        services.worker.cancel(job_id)
+        jobs.cancel(services, job_id)
         assert jobs.get(services, job_id).status == JobStatus.CANCELLED
         deadline = time.monotonic() + 10  # the kill runs in the background after the cancel
         while not sdk.killed_ids:

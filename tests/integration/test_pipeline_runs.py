@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.support.pipeline import (
     event_messages,
     get,
     make_settings,
+    cancel,
     start_services,
     submit,
     wait_for,
@@ -91,7 +93,7 @@ def test_iris_job_goes_live_verified_and_can_be_stopped(
     assert any("verified" in m for m in event_messages(services, job_id, "progress"))
     assert event_messages(services, job_id, "log"), "training output is streamed into job_events"
 
-    services.worker.cancel(job_id)
+    cancel(services, job_id)
     assert get(services, job_id).status == JobStatus.CANCELLED
     wait_until_down(job.deployment_url or "")
 
@@ -203,15 +205,18 @@ def test_cancel_during_training_kills_the_sandbox(engine: Engine, tmp_path: Path
             assert time.monotonic() < deadline
             time.sleep(0.1)
         cancelled_at = time.monotonic()
-        services.worker.cancel(job_id)
-        wait_for(services, job_id, {JobStatus.CANCELLED})
+        cancel(services, job_id)
+        job = wait_for(services, job_id, {JobStatus.CANCELLED})
+        assert [m for m in event_messages(services, job_id, "finished") if m == "cancelled"] == [
+            "cancelled"
+        ]  # written once, by the cancel itself
+        assert job.sandbox_id
+        sandbox_dir = settings.data_dir / "sandboxes" / job.sandbox_id
         deadline = time.monotonic() + 10
-        while not any(m == "cancelled" for m in event_messages(services, job_id, "finished")):
+        while sandbox_dir.exists():
             assert time.monotonic() < deadline, "the runner never noticed the cancel"
             time.sleep(0.1)
         assert time.monotonic() - cancelled_at < 5
-        job = get(services, job_id)
-        assert job.sandbox_id and not (settings.data_dir / "sandboxes" / job.sandbox_id).exists()
     finally:
         services.worker.shutdown()
 
@@ -227,9 +232,9 @@ def test_jobs_run_concurrently_up_to_the_limit_and_queued_jobs_can_be_cancelled(
         wait_for(services, second, {JobStatus.TRAINING}, timeout=30)
         time.sleep(0.5)
         assert get(services, third).status == JobStatus.QUEUED
-        services.worker.cancel(third)
+        cancel(services, third)
         for job_id in (first, second):
-            services.worker.cancel(job_id)
+            cancel(services, job_id)
         for job_id in (first, second, third):
             wait_for(services, job_id, {JobStatus.CANCELLED})
         assert get(services, third).started_at is None
@@ -237,22 +242,64 @@ def test_jobs_run_concurrently_up_to_the_limit_and_queued_jobs_can_be_cancelled(
         services.worker.shutdown()
 
 
-def test_restart_requeues_queued_jobs_and_fails_interrupted_ones(
+def _held_by_a_dead_worker(engine: Engine, *, runs: int) -> str:
+    """A job a worker claimed and started, then stopped renewing (it was SIGKILLed)."""
+    with session_scope(engine) as session:
+        job = queries.create_job(session, name="x", dataset_source="iris")
+        job.worker_id, job.runs = "gone-host:1:abc", runs
+        job.lease_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(job)
+        session.flush()
+        queries.transition(session, job_id=job.id, to=JobStatus.FETCHING_RESOURCES)
+        queries.transition(session, job_id=job.id, to=JobStatus.LOADING_DATA)
+        return job.id
+
+
+def test_a_job_whose_worker_died_runs_again_from_the_start(
     engine: Engine, tmp_path: Path
 ) -> None:
+    interrupted = _held_by_a_dead_worker(engine, runs=1)
     with session_scope(engine) as session:
-        interrupted = queries.create_job(session, name="x", dataset_source="iris").id
-        queries.transition(session, job_id=interrupted, to=JobStatus.FETCHING_RESOURCES)
-        queries.transition(session, job_id=interrupted, to=JobStatus.LOADING_DATA)
         waiting = queries.create_job(session, name="y", dataset_source="iris").id
-    services = start_services(engine, make_settings(tmp_path))
+    services = start_services(engine, make_settings(tmp_path, TRAINBOT_MAX_RUNS=3))
     try:
-        services.worker.recover()
-        assert get(services, interrupted).status == JobStatus.FAILED
-        assert "restarted" in (get(services, interrupted).error or "")
+        job = wait_for(services, interrupted)
+        assert job.status == JobStatus.LIVE and job.runs == 2
+        assert job.worker_id == services.worker.id  # a local app is held by its worker
+        told = [m for m in event_messages(services, interrupted, "warning") if "stopped" in m]
+        assert told == ["the worker running this job stopped; starting again, attempt 2 of 3"]
         assert wait_for(services, waiting).status == JobStatus.LIVE
     finally:
         services.worker.shutdown()
+
+
+def test_a_job_whose_worker_died_too_often_fails_with_the_reason(
+    engine: Engine, tmp_path: Path
+) -> None:
+    interrupted = _held_by_a_dead_worker(engine, runs=2)
+    services = start_services(engine, make_settings(tmp_path, TRAINBOT_MAX_RUNS=2))
+    try:
+        job = wait_for(services, interrupted)
+        assert (job.status, job.runs) == (JobStatus.FAILED, 2)
+        assert job.error == "the worker running this job stopped 2 times; retry it to run it again"
+        assert event_messages(services, interrupted, "failed") == [job.error]
+    finally:
+        services.worker.shutdown()
+
+
+def test_a_drain_hands_running_jobs_back_to_the_queue(engine: Engine, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    services = start_services(engine, settings, codegen=ScriptedGenerator(train_py=SLEEPING_TRAIN))
+    job_id = submit(services, dataset_source="iris")
+    wait_for(services, job_id, {JobStatus.TRAINING})
+    started = time.monotonic()
+    services.worker.drain(grace=0.5)
+    assert time.monotonic() - started < 10
+    job = get(services, job_id)
+    assert (job.status, job.worker_id, job.runs) == (JobStatus.QUEUED, None, 0)
+    assert job.sandbox_id and not (settings.data_dir / "sandboxes" / job.sandbox_id).exists()
+    assert any("goes back to the queue" in m for m in event_messages(services, job_id, "warning"))
+    assert not event_messages(services, job_id, "failed")
 
 
 def test_shutdown_fails_running_jobs_with_a_reason_to_retry(engine: Engine, tmp_path: Path) -> None:

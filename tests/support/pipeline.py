@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
+from pipeline.service import JobService
 from pipeline.bootstrap import Services, bootstrap
 from pipeline.codegen.base import GeneratedCode, Resource, TaskSpec
 from pipeline.codegen.template import TemplateGenerator
@@ -58,7 +59,7 @@ def start_services(
     engine: Engine, settings: Settings, sink: RecordingSink | None = None, **parts: Any
 ) -> Services:
     services = bootstrap(settings, sink=sink or RecordingSink(), engine=engine, **parts)
-    services.worker.start(recover=False)
+    services.worker.start()
     return services
 
 
@@ -68,8 +69,13 @@ def submit(services: Services, **fields: Any) -> str:
     fields.setdefault("ttl_seconds", services.settings.app_ttl)
     with session_scope(services.engine) as session:
         job_id = queries.create_job(session, **fields).id
-    services.worker.submit(job_id)
+    services.worker.wake()
     return job_id
+
+
+def cancel(services: Services, job_id: str) -> None:
+    """What /train cancel and `trainbot cancel` do: through the service."""
+    JobService.of(services).cancel(job_id, by="tester")
 
 
 def wait_for(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from pipeline.sandbox.base import Sandbox
+from pipeline.sandbox.base import Sandbox, SandboxGone
 
 
 @dataclass
@@ -17,9 +18,14 @@ class CappedProvider:
     name: str
     max_lifetime: int | None
     isolates_network: bool = True
+    survives_worker: bool = True
+    concurrent_limit: int | None = None
 
     def create(self, *, job_id: str, timeout: int) -> Sandbox:
         raise AssertionError("CappedProvider makes no sandboxes")
 
     def kill(self, sandbox_id: str) -> bool:
         return False  # nothing was ever made, so nothing is found
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime:
+        raise SandboxGone("the app is gone", detail="CappedProvider makes no sandboxes")
