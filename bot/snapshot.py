@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.service import SUMMARY_KINDS
-from storage import queries
+from storage import queries, queue
 from storage.models import JobEvent, TrainingJob
 
 STAGES: tuple[tuple[str, str], ...] = (
@@ -47,6 +47,9 @@ class JobSnapshot:
     expires_at: datetime | None = None
     warnings: int = 0
     attempt: int = 1
+    # A queued job: how many queued jobs are before it (None: a worker has it, or not queued).
+    queue_ahead: int | None = None
+    wait_reason: str | None = None  # why a queued job waits although a worker looked
 
     @property
     def elapsed_seconds(self) -> int:
@@ -67,13 +70,21 @@ def describe_source(source: str) -> str:
 
 
 def build_snapshot(
-    job: TrainingJob, *, model_name: str, events: Sequence[JobEvent], now: datetime
+    job: TrainingJob,
+    *,
+    model_name: str,
+    events: Sequence[JobEvent],
+    now: datetime,
+    queue_ahead: int | None = None,
 ) -> JobSnapshot:
     """`events` are the job's events in order (logs may be left out)."""
     states: dict[str, str] = {}
     note = ""
     warnings = 0
     for event in events:
+        if event.data.get("status") == "queued":
+            # Handed back to the queue (its worker stopped): it starts again from the start.
+            states, note = {}, ""
         if event.stage in _STAGE_NAMES:
             if event.kind == "started":
                 states[event.stage] = "running"
@@ -113,6 +124,8 @@ def build_snapshot(
         expires_at=job.expires_at,
         warnings=warnings,
         attempt=job.attempt,
+        queue_ahead=queue_ahead,
+        wait_reason=job.wait_reason if job.status == "queued" else None,
     )
 
 
@@ -122,6 +135,11 @@ _STAGE_NAMES = set(STAGE_TITLES)
 def load_snapshot(session: Session, job: TrainingJob) -> JobSnapshot:
     model = queries.get_model(session, model_id=job.model_id)
     events = queries.list_events(session, job_id=job.id, kinds=SUMMARY_KINDS)
+    waiting = job.status == "queued" and job.worker_id is None
     return build_snapshot(
-        job, model_name=model.name if model else job.short_id, events=events, now=datetime.now(UTC)
+        job,
+        model_name=model.name if model else job.short_id,
+        events=events,
+        now=datetime.now(UTC),
+        queue_ahead=queue.queue_position(session, job=job) if waiting else None,
     )

@@ -207,6 +207,7 @@ class JobService:
     def submit(self, request: JobRequest) -> Submitted:
         """Records and queues the job, once per `request_key`. Storage writes its "queued"
         event and wakes the workers in the same transaction."""
+        self._writes()
         life = self.lifetime(request.ttl_seconds)
         job, created = create_job_once(
             self.engine,
@@ -231,6 +232,7 @@ class JobService:
     def cancel(self, ref: str, *, by: str) -> TrainingJob:
         """Cancels a queued or running job, or stops its live app, from any process: the
         change and its event are one transaction; the worker holding the job stops it."""
+        self._writes()
         with session_scope(self.engine) as session:
             job = self._find(session, ref)
             was_live = job.job_status == JobStatus.LIVE
@@ -258,6 +260,7 @@ class JobService:
 
     def retry(self, ref: str, *, by: str, origin: str) -> TrainingJob:
         """A new attempt of a job that ended; the old one keeps its history."""
+        self._writes()
         with session_scope(self.engine) as session:
             old = self._find(session, ref)
             try:
@@ -272,6 +275,7 @@ class JobService:
         """Keeps a live app up `hours` from now, within the provider's cap, from any process:
         the provider is asked by sandbox id, and the new end is the row every worker's sweep
         acts on."""
+        self._writes()
         seconds = round(hours * 3600) if math.isfinite(hours) else 0
         if seconds < MIN_APP_LIFETIME:
             raise LifetimeRefused("say how many hours more, such as 1 or 0.5", asked=seconds)
@@ -349,6 +353,9 @@ class JobService:
         if self.sandboxes is None:  # a mistake in the code, never something a person did
             raise RuntimeError("this JobService only reads; build it with JobService.of")
         return self.sandboxes
+
+    def _writes(self) -> None:
+        self._sandboxes  # noqa: B018 - raises for a service that only reads
 
     @property
     def _survives(self) -> bool:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError as SchedulerJobMissing
@@ -52,11 +53,19 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+class Runs(Protocol):
+    """What runs one claimed job (pipeline.runner.JobRunner; tests pass a stand-in)."""
+
+    def run(self, job_id: str, token: CancelToken, *, owner: str) -> Sandbox | None: ...
+
+
 class JobWorker:
-    def __init__(self, deps: PipelineDeps, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self, deps: PipelineDeps, *, worker_id: str | None = None, runner: Runs | None = None
+    ) -> None:
         self.deps = deps
         self.id = worker_id or new_worker_id()
-        self.runner = JobRunner(deps)
+        self.runner = runner or JobRunner(deps)
         settings = deps.settings
         self.lease_seconds = settings.lease_seconds
         self.slots = settings.max_concurrent_jobs
@@ -81,18 +90,25 @@ class JobWorker:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, *, claim: bool = True, only: Iterable[str] | None = None) -> None:
+    def start(
+        self, *, claim: bool = True, only: Iterable[str] | None = None, loops: bool = True
+    ) -> None:
         """Starts the loops. `only`: claim just these jobs (`trainbot run` runs its own job,
-        never one queued from Slack); `claim` False: sweep and serve apps, claim nothing."""
+        never one queued from Slack); `claim` False: sweep and serve apps, claim nothing;
+        `loops` False: the caller drives `claim`, `renew` and `sweep` (tests, one step at a
+        time)."""
         self._only = frozenset(only) if only is not None else None
         self._claiming = claim
         self.scheduler.start()
+        if not loops:
+            return
         now = datetime.now(UTC)
-        poll = self.deps.settings.poll_seconds
         housekeeping = max(0.5, self.lease_seconds / 3)
         if claim:
-            self._every("claim", self._claim, poll, now)
-        self._every("renew", self._renew, housekeeping, now)
+            self._every("claim", self.claim, self.deps.settings.poll_seconds, now)
+        self._every("renew", self.renew, housekeeping, now)
+        # The first sweep at start: a restarted process takes over its old jobs' leases
+        # as soon as they run out, not an interval later.
         self._every("sweep", self.sweep, housekeeping, now)
         self._wakeup.start()
         threading.Thread(target=self._follow_wakeups, name="worker-wakeups", daemon=True).start()
@@ -152,13 +168,14 @@ class JobWorker:
 
     # -- the loops -----------------------------------------------------------------------
 
-    def _claim(self) -> None:
+    def claim(self) -> list[str]:
+        """Claims queued jobs for this worker's free slots and starts them; their ids."""
         if not self._claiming:
-            return
+            return []
         with self._lock:
             free = self.slots - len(self._running)
         if free <= 0:
-            return
+            return []
         claimed = queue.claim_jobs(
             self.deps.engine,
             worker_id=self.id,
@@ -174,8 +191,10 @@ class JobWorker:
             self.scheduler.add_job(
                 self._run, args=[job_id, token], id=f"run:{job_id}", executor="jobs"
             )
+        return claimed
 
-    def _renew(self) -> None:
+    def renew(self) -> None:
+        """Renews the leases of the jobs and apps this worker holds; stops any it lost."""
         with self._lock:
             running = set(self._running) - self._handing_back
             apps = set(self._apps)

@@ -79,6 +79,8 @@ class TrainingJob(SQLModel, table=True):
     # How many times a worker has started this job (a takeover after a crash is one more).
     runs: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     expiry_notice_at: datetime | None = _optional_time()
+    # Why a queued job still waits although a worker looked (a concurrency limit), for its card.
+    wait_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Where the request came from ("cli", "slack", "api"); only the CLI may name local files.
     origin: str = Field(default="cli", max_length=16)
     # Identifies one submission (e.g. a Slack view and its state) so a retried delivery

@@ -85,7 +85,10 @@ def claim_jobs(
         for job in candidates:
             if len(claimed) >= count:
                 break
-            if not usage.admits(job, limits):
+            reason = usage.refusal(job, limits)
+            if reason is not None:
+                if job.wait_reason != reason:
+                    _set_where(session, job.id, _UNCLAIMED, wait_reason=reason)
                 continue
             won = _set_where(
                 session,
@@ -94,6 +97,7 @@ def claim_jobs(
                 worker_id=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 runs=TrainingJob.runs + 1,
+                wait_reason=None,
                 updated_at=now,
             )
             if won:
@@ -311,16 +315,26 @@ class _Usage:
             boxes = total + int(live)
         return cls(teams, users, boxes)
 
-    def admits(self, job: TrainingJob, limits: Limits) -> bool:
+    def refusal(self, job: TrainingJob, limits: Limits) -> str | None:
+        """Why `job` cannot start now, in words for its card; None when it can."""
         if limits.sandboxes and self.boxes >= limits.sandboxes:
-            return False
+            return (
+                f"all {limits.sandboxes} {limits.provider} sandboxes are in use "
+                "(running jobs and live apps)"
+            )
         if limits.per_workspace and job.team_id is not None:
             if self.teams.get(job.team_id, 0) >= limits.per_workspace:
-                return False
+                return (
+                    f"this workspace already runs {limits.per_workspace} jobs, "
+                    "the most it runs at once"
+                )
         if limits.per_user and job.requested_by:
             if self.users.get((job.team_id, job.requested_by), 0) >= limits.per_user:
-                return False
-        return True
+                return (
+                    f"{limits.per_user} of this person's jobs are running, "
+                    "the most that run at once"
+                )
+        return None
 
     def add(self, job: TrainingJob) -> None:
         self.teams[job.team_id] = self.teams.get(job.team_id, 0) + 1

@@ -35,11 +35,23 @@ def _checklist(snap: JobSnapshot) -> str:
     return "\n".join(lines)
 
 
+def _place(ahead: int | None) -> str:
+    """Where a queued job stands: jobs over a limit wait, and people want to know for what."""
+    if ahead is None:
+        return "a worker is starting it."
+    if ahead == 0:
+        return "next in line, waiting for a free worker."
+    return f"{ahead} ahead of it in the queue."
+
+
 def _summary(snap: JobSnapshot) -> str:
     """The card's sentence about where the job stands."""
     status = snap.status
     if status == JobStatus.QUEUED:
-        return "*Queued* — waiting for a free worker."
+        text = "*Queued* — " + _place(snap.queue_ahead)
+        if snap.wait_reason and snap.queue_ahead is not None:
+            text += f"\nWaiting because {escape(snap.wait_reason, 300)}."
+        return text
     if status == JobStatus.LIVE:
         metric = format_metric(snap.metrics)
         text = "*Live*" + (f" — {escape(metric, 200)}" if metric else "")

@@ -412,8 +412,7 @@ class E2BSandboxProvider:
     isolates_network = True  # a remote VM, outbound internet closed while the app serves
     survives_worker = True  # the VM serves on when the worker that made it exits
     # E2B runs 20 sandboxes at once on Hobby, 100 on Pro (e2b.dev/docs/sandbox/rate-limits);
-    # past that, create fails
-    # with 429 (pipeline/sandbox/e2b_errors.py BUSY). Waiting in our queue is kinder.
+    # past that, create fails with 429 (e2b_errors.BUSY). Waiting in our queue is kinder.
     concurrent_limit: int | None = HOBBY_CONCURRENT_SANDBOXES
 
     def __init__(

@@ -1,7 +1,9 @@
-"""The use cases every entry point calls, against an in-memory SQLite and a fake worker."""
+"""The use cases every entry point calls, against an in-memory SQLite, a fake worker and a
+fake sandbox provider."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,10 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import create_engine
 
-from pipeline.errors import SandboxError
+from pipeline.sandbox.base import SandboxGone
 from pipeline.service import (
     ActionRefused,
-    AppUnreachable,
     InvalidJobRef,
     JobNotFound,
     JobRequest,
@@ -24,52 +25,47 @@ from pipeline.service import (
 )
 from storage import queries
 from storage.db import session_scope, upgrade
-from storage.models import TrainingJob
 from storage.states import RUNNING_STAGES, JobStatus
 
 
 class FakeWorker:
-    """Does what pipeline/worker.py's JobWorker does to the job row, and runs nothing."""
+    """The worker of this process, as the service tells it (pipeline/worker.py JobWorker)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.submitted: list[str] = []
-        self.apps: dict[str, datetime | Exception] = {}  # live apps this "process" holds
-
-    def submit(self, job_id: str) -> None:
-        self.submitted.append(job_id)
-
-    def cancel(self, job_id: str) -> TrainingJob:
-        # JobWorker.cancel: one transition, which raises IllegalTransition for an ended job.
-        with session_scope(self.engine) as session:
-            job = queries.transition(session, job_id=job_id, to=JobStatus.CANCELLED)
-        self.apps.pop(job_id, None)
-        return job
-
-    def extend(self, job_id: str, seconds: int) -> datetime | None:
-        # JobWorker.extend: None unless this process holds the sandbox; a sandbox's extend
-        # returns when it will really stop and may raise SandboxError (pipeline/sandbox/base.py).
-        held = self.apps.get(job_id)
-        if held is None:
-            return None
-        if isinstance(held, Exception):
-            raise held
-        asked = datetime.now(UTC) + timedelta(seconds=seconds)
-        ends = min(asked, held)  # a provider that caps the sandbox's life at `held`
-        with session_scope(self.engine) as session:
-            queries.update_job(session, job_id=job_id, expires_at=ends)
-        return ends
-
-
-class Announced:
     def __init__(self) -> None:
-        self.said: list[tuple[str, ...]] = []
+        self.wakes = 0
+        self.ended: list[str] = []
 
-    def job_queued(self, job_id: str) -> None:
-        self.said.append(("queued", job_id))
+    def wake(self) -> None:
+        self.wakes += 1
 
-    def job_cancelled(self, job_id: str, by: str) -> None:
-        self.said.append(("cancelled", job_id, by))
+    def job_ended(self, job_id: str) -> None:
+        self.ended.append(job_id)
+
+
+class FakeSandboxes:
+    """A provider that caps an app's life at `cap_end` (as E2B does) and reaches apps by id
+    from any process (pipeline/sandbox/base.py SandboxProvider.extend / kill)."""
+
+    name = "e2b"
+    max_lifetime: int | None = 3600
+    survives_worker = True
+
+    def __init__(self) -> None:
+        self.cap_end: datetime | None = None
+        self.gone: set[str] = set()
+        self.killed: list[str] = []
+        self.kill_seen = threading.Event()
+
+    def extend(self, sandbox_id: str, seconds: int) -> datetime:
+        if sandbox_id in self.gone:
+            raise SandboxGone("the app is gone: its E2B sandbox expired or was killed")
+        asked = datetime.now(UTC) + timedelta(seconds=seconds)
+        return min(asked, self.cap_end) if self.cap_end else asked
+
+    def kill(self, sandbox_id: str) -> bool:
+        self.killed.append(sandbox_id)
+        self.kill_seen.set()
+        return True
 
 
 @pytest.fixture
@@ -86,29 +82,36 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def worker(engine: Engine) -> FakeWorker:
-    return FakeWorker(engine)
+def worker() -> FakeWorker:
+    return FakeWorker()
 
 
 @pytest.fixture
-def announced() -> Announced:
-    return Announced()
+def sandboxes() -> FakeSandboxes:
+    return FakeSandboxes()
 
 
-def make_service(engine: Engine, worker: FakeWorker, **overrides: Any) -> JobService:
+def make_service(
+    engine: Engine, worker: FakeWorker, sandboxes: FakeSandboxes | None = None, **overrides: Any
+) -> JobService:
     fields: dict[str, Any] = {
         "engine": engine,
-        "worker": worker,
-        "provider": "e2b",
-        "max_lifetime": 3600,
+        "sandboxes": sandboxes or FakeSandboxes(),
+        "local": worker,
         "default_lifetime": 1800,
     }
     return JobService(**{**fields, **overrides})
 
 
 @pytest.fixture
-def jobs(engine: Engine, worker: FakeWorker, announced: Announced) -> JobService:
-    return make_service(engine, worker, announcer=announced)
+def jobs(engine: Engine, worker: FakeWorker, sandboxes: FakeSandboxes) -> JobService:
+    return make_service(engine, worker, sandboxes)
+
+
+def kinds(engine: Engine, job_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    with session_scope(engine) as session:
+        events = queries.list_events(session, job_id=job_id)
+        return [(e.kind, e.message, e.data) for e in events]
 
 
 def request(**overrides: Any) -> JobRequest:
@@ -128,34 +131,39 @@ def set_status(engine: Engine, job_id: str, *path: JobStatus) -> None:
             queries.transition(session, job_id=job_id, to=status)
 
 
-def make_live(engine: Engine, job_id: str) -> None:
+def make_live(engine: Engine, job_id: str, *, held_by: str | None = None) -> None:
     set_status(engine, job_id, *RUNNING_STAGES)  # the chain a run walks, in order
     with session_scope(engine) as session:
-        queries.mark_live(
+        queries.update_job(session, job_id=job_id, sandbox_id=f"sbx-{job_id[:8]}")
+        job = queries.mark_live(
             session,
             job_id=job_id,
             url="https://app.example/",
             expires_at=datetime.now(UTC) + timedelta(minutes=30),
         )
+        job.worker_id = held_by
+        session.add(job)
 
 
 # -- submit ---------------------------------------------------------------------------------
 
 
-def test_submit_records_announces_then_queues(
-    jobs: JobService, worker: FakeWorker, announced: Announced
+def test_submit_records_the_job_with_its_queued_event_and_wakes_the_worker(
+    jobs: JobService, worker: FakeWorker, engine: Engine
 ) -> None:
-    submitted = jobs.submit(request(ttl_seconds=600))
-    assert submitted.created and submitted.job.ttl_seconds == 600
-    assert announced.said == [("queued", submitted.job.id)]
-    assert worker.submitted == [submitted.job.id]
+    submitted = jobs.submit(request(ttl_seconds=600, team_id="T1", enterprise_id="E1"))
+    job = submitted.job
+    assert submitted.created and job.ttl_seconds == 600
+    assert (job.team_id, job.enterprise_id, job.worker_id) == ("T1", "E1", None)
+    assert kinds(engine, job.id) == [("queued", "queued", {})]  # the card is posted on it
+    assert worker.wakes == 1
 
 
 def test_the_same_request_key_is_one_job(jobs: JobService, worker: FakeWorker) -> None:
     first = jobs.submit(request(request_key="k1"))
     again = jobs.submit(request(request_key="k1"))
     assert not again.created and again.job.id == first.job.id
-    assert worker.submitted == [first.job.id]
+    assert worker.wakes == 1
 
 
 def test_a_lifetime_past_the_providers_cap_is_refused_before_any_job(
@@ -166,67 +174,98 @@ def test_a_lifetime_past_the_providers_cap_is_refused_before_any_job(
     assert refused.value.most == 3600
     with pytest.raises(LifetimeRefused, match="at least 30 seconds"):
         jobs.submit(request(ttl_seconds=5))
-    assert worker.submitted == [] and jobs.list(limit=5).total == 0
+    assert worker.wakes == 0 and jobs.list(limit=5).total == 0
 
 
 def test_the_default_lifetime_is_capped_to_the_provider(engine: Engine, worker: FakeWorker) -> None:
-    jobs = make_service(engine, worker, default_lifetime=86_400, max_lifetime=3600)
+    capped = FakeSandboxes()
+    jobs = make_service(engine, worker, capped, default_lifetime=86_400)
     submitted = jobs.submit(request())
     assert submitted.job.ttl_seconds == 3600 and submitted.lifetime.capped_from == 86_400
-    unlimited = make_service(engine, worker, max_lifetime=None)
-    assert unlimited.submit(request(ttl_seconds=10**6)).job.ttl_seconds == 10**6
+    unlimited = FakeSandboxes()
+    unlimited.max_lifetime = None
+    big = make_service(engine, worker, unlimited).submit(request(ttl_seconds=10**6))
+    assert big.job.ttl_seconds == 10**6
 
 
 # -- cancel and retry -----------------------------------------------------------------------
 
 
-def test_cancel_says_who_and_refuses_a_job_that_ended(
-    jobs: JobService, announced: Announced, engine: Engine
+def test_cancel_records_who_in_one_event_and_refuses_a_job_that_ended(
+    jobs: JobService, worker: FakeWorker, engine: Engine
 ) -> None:
     job = jobs.submit(request()).job
     cancelled = jobs.cancel(job.short_id, by="U2")
     assert cancelled.job_status == JobStatus.CANCELLED
-    assert announced.said[-1] == ("cancelled", job.id, "U2")
+    assert kinds(engine, job.id)[-1] == (
+        "finished",
+        "cancelled",
+        {"status": "cancelled", "by": "U2"},
+    )
+    assert worker.ended == [job.id]  # this process's worker stops it at once
     with pytest.raises(ActionRefused, match=f"job {job.short_id} is cancelled; there is nothing"):
         jobs.cancel(job.id, by="U2")
+    assert len([k for k in kinds(engine, job.id) if k[0] == "finished"]) == 1
 
 
-def test_cancel_stops_a_live_app(jobs: JobService, worker: FakeWorker, engine: Engine) -> None:
+def test_cancel_stops_an_app_that_outlives_its_worker_from_here(
+    jobs: JobService, sandboxes: FakeSandboxes, engine: Engine
+) -> None:
     job = jobs.submit(request()).job
     make_live(engine, job.id)
-    worker.apps[job.id] = datetime.now(UTC) + timedelta(hours=1)
     assert jobs.cancel(job.id, by="U1").job_status == JobStatus.CANCELLED
-    assert job.id not in worker.apps
+    assert sandboxes.kill_seen.wait(5), "the E2B sandbox was never killed"
+    assert sandboxes.killed == [f"sbx-{job.id[:8]}"]
+    assert kinds(engine, job.id)[-1][1] == "the live app was stopped"
+
+
+def test_cancel_leaves_a_held_local_app_to_the_worker_that_serves_it(
+    engine: Engine, worker: FakeWorker
+) -> None:
+    local = FakeSandboxes()
+    local.survives_worker = False
+    jobs = make_service(engine, worker, local)
+    job = jobs.submit(request()).job
+    make_live(engine, job.id, held_by="host:1:abc")
+    jobs.cancel(job.id, by="U1")
+    assert not local.kill_seen.wait(0.3)  # its worker sees the row and stops its own app
+    with session_scope(engine) as session:
+        assert queries.get_job(session, job_id=job.id).worker_id is None  # type: ignore[union-attr]
 
 
 def test_retry_queues_a_new_attempt_and_refuses_a_running_job(
     jobs: JobService, worker: FakeWorker, engine: Engine
 ) -> None:
-    job = jobs.submit(request(origin="cli")).job
+    job = jobs.submit(request(origin="cli", team_id="T1")).job
     with pytest.raises(ActionRefused, match="only failed, cancelled or expired"):
         jobs.retry(job.id, by="U2", origin="slack")
     jobs.cancel(job.id, by="U1")
     again = jobs.retry(job.id, by="U2", origin="slack")
-    assert again.attempt == 2 and again.retry_of == job.id
+    assert again.attempt == 2 and again.retry_of == job.id and again.team_id == "T1"
     assert again.requested_by == "U2" and again.origin == "slack"
-    assert worker.submitted[-1] == again.id
+    assert kinds(engine, again.id) == [("queued", "queued", {})]
+    assert worker.wakes == 2
 
 
 # -- extend -----------------------------------------------------------------------------------
 
 
-def test_extend_records_the_end_the_provider_reports(
-    jobs: JobService, worker: FakeWorker, engine: Engine
+def test_extend_records_the_end_the_provider_reports_from_any_process(
+    jobs: JobService, sandboxes: FakeSandboxes, engine: Engine
 ) -> None:
     job = jobs.submit(request()).job
     make_live(engine, job.id)
+    with session_scope(engine) as session:
+        queries.update_job(session, job_id=job.id, expiry_notice_at=datetime.now(UTC))
     cap_end = datetime.now(UTC) + timedelta(minutes=40)
-    worker.apps[job.id] = cap_end
+    sandboxes.cap_end = cap_end
     extended = jobs.extend(job.short_id, hours=1)
     assert extended.expires_at == cap_end and extended.cut_short
     assert extended.job.expires_at is not None
     assert abs((extended.job.expires_at - cap_end).total_seconds()) < 1
-    worker.apps[job.id] = datetime.now(UTC) + timedelta(days=1)
+    assert extended.job.expiry_notice_at is None  # a notice is due again before the new end
+    assert kinds(engine, job.id)[-1][2] == {"expires_at": cap_end.isoformat()}
+    sandboxes.cap_end = None
     assert not jobs.extend(job.short_id, hours=0.5).cut_short
 
 
@@ -246,15 +285,13 @@ def test_extend_refuses_a_job_without_a_live_app(jobs: JobService) -> None:
         jobs.extend(job.id, hours=1)
 
 
-def test_extend_says_plainly_when_the_app_is_held_by_another_process(
-    jobs: JobService, worker: FakeWorker, engine: Engine
+def test_extend_says_plainly_when_the_app_is_gone(
+    jobs: JobService, sandboxes: FakeSandboxes, engine: Engine
 ) -> None:
     job = jobs.submit(request()).job
     make_live(engine, job.id)
-    with pytest.raises(AppUnreachable, match="runs in another TrainBot process"):
-        jobs.extend(job.id, hours=1)
-    worker.apps[job.id] = SandboxError("The sandbox is gone.")
-    with pytest.raises(ActionRefused, match="was not extended: The sandbox is gone"):
+    sandboxes.gone.add(f"sbx-{job.id[:8]}")
+    with pytest.raises(ActionRefused, match="was not extended: the app is gone"):
         jobs.extend(job.id, hours=1)
 
 
@@ -308,5 +345,5 @@ def test_logs_hold_every_event_and_the_summary_leaves_output_out(
         queries.add_event(session, job_id=job.id, kind="started", stage="dataset", message="go")
         queries.add_event(session, job_id=job.id, kind="log", stage="train", message="epoch 1")
     log = jobs.logs(job.short_id)
-    assert [e.kind for e in log.events] == ["started", "log"]
+    assert [e.kind for e in log.events] == ["queued", "started", "log"]
     assert [e.kind for e in log.detail.events] == ["started"]

@@ -35,6 +35,7 @@ def upgrade() -> None:
         # Jobs from before this revision each ran at most once.
         batch_op.add_column(sa.Column("runs", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("expiry_notice_at", UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("wait_reason", sa.Text(), nullable=True))
         batch_op.create_index("ix_training_jobs_team_id", ["team_id"])
         batch_op.create_index("ix_training_jobs_worker_id", ["worker_id"])
     op.create_table(
@@ -52,6 +53,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_training_jobs_worker_id")
         batch_op.drop_index("ix_training_jobs_team_id")
         for name in (
+            "wait_reason",
             "expiry_notice_at",
             "runs",
             "lease_expires_at",
