@@ -10,11 +10,12 @@ from slack_sdk import WebClient
 
 from bot.app import build_app
 from bot.notifier import SlackNotifier
-from bot.service import BotContext
+from bot.service import BotContext, extend_hours
 from bot.settings import SlackSettings
 from bot.slack_client import build_web_client
 from bot.slack_files import SlackFileSource
 from pipeline.bootstrap import bootstrap, build_engine
+from pipeline.events import StoredOnly
 from pipeline.settings import Settings
 
 
@@ -30,7 +31,10 @@ class BotRuntime:
             self.ctx.services.worker.start()
 
     def stop(self) -> None:
-        self.ctx.services.worker.shutdown()
+        """A deploy's SIGTERM or Ctrl-C: the worker drains (running jobs get
+        TRAINBOT_DRAIN_SECONDS, then go back to the queue), then the notifier sends what was
+        stored last and releases its lease."""
+        self.ctx.services.worker.drain()
         self.ctx.notifier.stop()
 
 
@@ -38,15 +42,20 @@ def build_runtime(settings: Settings, slack: SlackSettings, **parts: Any) -> Bot
     """`parts` lets tests pass an engine, a code generator or a sandbox provider."""
     client = build_web_client(slack)
     engine = parts.pop("engine", None) or build_engine(settings)
-    notifier = SlackNotifier(
-        client,
-        engine,
-        channel_interval=slack.channel_interval,
-        card_interval=slack.channel_interval,
-    )
     files = SlackFileSource(client, api_url=slack.base_url)
     services = bootstrap(
-        settings, sink=notifier, engine=engine, sources={files.prefix: files}, **parts
+        settings, sink=StoredOnly(), engine=engine, sources={files.prefix: files}, **parts
+    )
+    notifier = SlackNotifier(
+        engine,
+        # One workspace (SLACK_BOT_TOKEN): its client serves every job.
+        lambda team, enterprise: client,
+        poll_seconds=settings.poll_seconds,
+        listen=settings.listen,
+        lease_seconds=settings.lease_seconds,
+        channel_interval=slack.channel_interval,
+        card_interval=slack.channel_interval,
+        extend_hours=extend_hours(services.deps.sandboxes.max_lifetime),
     )
     ctx = BotContext(services=services, slack=slack, notifier=notifier)
     return BotRuntime(ctx=ctx, app=build_app(ctx, client), client=client)

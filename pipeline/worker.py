@@ -73,7 +73,7 @@ class JobWorker:
             executors={
                 "jobs": ThreadPoolExecutor(self.slots),
                 # The claim loop, renewals and sweeps never wait behind a long training run.
-                "housekeeping": ThreadPoolExecutor(3),
+                "housekeeping": ThreadPoolExecutor(4),
             },
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
@@ -83,6 +83,7 @@ class JobWorker:
         self._handing_back: set[str] = set()  # stopped by a drain: not renewed, not failed
         self._apps: dict[str, Sandbox] = {}  # live apps that die with this process
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()  # one claim at a time in this process
         self._idle = threading.Condition(self._lock)
         self._claiming = False
         self._only: frozenset[str] | None = None
@@ -105,7 +106,9 @@ class JobWorker:
         now = datetime.now(UTC)
         housekeeping = max(0.5, self.lease_seconds / 3)
         if claim:
-            self._every("claim", self.claim, self.deps.settings.poll_seconds, now)
+            # Two instances: a wake-up that lands while a claim runs queues one more claim
+            # (which waits on the first) instead of being dropped with a warning.
+            self._every("claim", self.claim, self.deps.settings.poll_seconds, now, instances=2)
         self._every("renew", self.renew, housekeeping, now)
         # The first sweep at start: a restarted process takes over its old jobs' leases
         # as soon as they run out, not an interval later.
@@ -170,6 +173,10 @@ class JobWorker:
 
     def claim(self) -> list[str]:
         """Claims queued jobs for this worker's free slots and starts them; their ids."""
+        with self._claim_lock:
+            return self._claim_free_slots()
+
+    def _claim_free_slots(self) -> list[str]:
         if not self._claiming:
             return []
         with self._lock:
@@ -335,7 +342,7 @@ class JobWorker:
                 )
             recorder.announce(event)
 
-    def expire(self, job_id: str, *, reason: str) -> None:
+    def expire(self, job_id: str, *, reason: str = "its lifetime ran out") -> None:
         """Stops a live app now (`trainbot run` when its person presses Ctrl-C)."""
         with self._lock:
             app = self._apps.pop(job_id, None)
@@ -406,7 +413,9 @@ class JobWorker:
             provider=sandboxes.name,
         )
 
-    def _every(self, name: str, task: object, seconds: float, first: datetime) -> None:
+    def _every(
+        self, name: str, task: object, seconds: float, first: datetime, *, instances: int = 1
+    ) -> None:
         self.scheduler.add_job(
             task,
             trigger="interval",
@@ -415,6 +424,7 @@ class JobWorker:
             executor="housekeeping",
             next_run_time=first,
             replace_existing=True,
+            max_instances=instances,
         )
 
     def _follow_wakeups(self) -> None:

@@ -5,16 +5,17 @@ transaction: PostgreSQL delivers a NOTIFY only when that transaction commits (an
 rollback), so a woken reader always finds the change. A `Wakeup` is what waits: it listens on
 a connection of its own and sets an event on every notification; `wait(timeout)` returns on
 that event, on a `wake()` from this process, or after `timeout` — the poll, the only signal
-on SQLite and whenever the listening connection is down.
+from other processes on SQLite and whenever the listening connection is down.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+import weakref
 
 import psycopg
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -27,9 +28,29 @@ RECONNECT_SECONDS = 2.0
 
 
 def notify(session: Session, channel: str) -> None:
-    """Wakes the listeners of `channel` once the session's transaction commits."""
+    """Wakes the listeners of `channel` once the session's transaction commits: every
+    process's on PostgreSQL; on SQLite, which has no NOTIFY, this process's own (its
+    notifier and worker), while other processes rely on their poll."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+        return
+    pending: set[str] = session.info.setdefault(_PENDING, set())
+    if not pending:
+        sqlalchemy_event.listen(session, "after_commit", _wake_local, once=True)
+    pending.add(channel)
+
+
+_PENDING = "trainbot_pending_wakeups"
+_local: dict[str, weakref.WeakSet[Wakeup]] = {}
+_local_lock = threading.Lock()
+
+
+def _wake_local(session: Session) -> None:
+    channels = session.info.pop(_PENDING, set())
+    with _local_lock:
+        waiting = [w for channel in channels for w in _local.get(channel, ())]
+    for wakeup in waiting:
+        wakeup.wake()
 
 
 def listen_supported(engine: Engine) -> bool:
@@ -51,7 +72,9 @@ class Wakeup:
         self._stopped = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn: Any = None
+        if not self._listen:
+            with _local_lock:
+                _local.setdefault(channel, weakref.WeakSet()).add(self)
 
     @property
     def listening(self) -> bool:

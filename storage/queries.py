@@ -432,7 +432,9 @@ def list_events(
 def _require(session: Session, job_id: str, *, for_update: bool = False) -> TrainingJob:
     query = select(TrainingJob).where(TrainingJob.id == job_id)
     if for_update:
-        query = query.with_for_update()  # PostgreSQL locks the row; SQLite ignores it
+        # PostgreSQL locks the row; SQLite ignores it. Read it afresh even when the session
+        # holds it already: a caller decides on this read, not on what it saw before.
+        query = query.with_for_update().execution_options(populate_existing=True)
     job = session.exec(query).first()
     if job is None:
         raise JobLookupError(f"no job has the id {job_id[:SHORT_ID_LENGTH]}")

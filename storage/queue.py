@@ -25,6 +25,7 @@ from storage.db import session_scope
 from storage.locks import CLAIM_LOCK_KEY, claim_file_lock
 from storage.models import TrainingJob, utcnow
 from storage.notify import JOBS_CHANNEL, notify
+from storage.queries import JOB_STAGE, add_event
 from storage.states import RUNNING_STAGES, JobStatus, NotHeld
 
 # Jobs a worker holds: claimed (still queued), running, or serving a local app.
@@ -87,8 +88,17 @@ def claim_jobs(
                 break
             reason = usage.refusal(job, limits)
             if reason is not None:
-                if job.wait_reason != reason:
-                    _set_where(session, job.id, _UNCLAIMED, wait_reason=reason)
+                if job.wait_reason != reason and _set_where(
+                    session, job.id, _UNCLAIMED, wait_reason=reason
+                ):
+                    # An event, so its card says so now rather than at its next refresh.
+                    add_event(
+                        session,
+                        job_id=job.id,
+                        kind="progress",
+                        stage=JOB_STAGE,
+                        message=f"waiting: {reason}",
+                    )
                 continue
             won = _set_where(
                 session,
@@ -316,24 +326,25 @@ class _Usage:
         return cls(teams, users, boxes)
 
     def refusal(self, job: TrainingJob, limits: Limits) -> str | None:
-        """Why `job` cannot start now, in words for its card; None when it can."""
-        if limits.sandboxes and self.boxes >= limits.sandboxes:
-            return (
-                f"all {limits.sandboxes} {limits.provider} sandboxes are in use "
-                "(running jobs and live apps)"
-            )
-        if limits.per_workspace and job.team_id is not None:
-            if self.teams.get(job.team_id, 0) >= limits.per_workspace:
-                return (
-                    f"this workspace already runs {limits.per_workspace} jobs, "
-                    "the most it runs at once"
-                )
+        """Why `job` cannot start now, in words for its card; None when it can. The most
+        particular reason first: it is the one its person can do something about."""
         if limits.per_user and job.requested_by:
             if self.users.get((job.team_id, job.requested_by), 0) >= limits.per_user:
                 return (
                     f"{limits.per_user} of this person's jobs are running, "
                     "the most that run at once"
                 )
+        if limits.per_workspace and job.team_id is not None:
+            if self.teams.get(job.team_id, 0) >= limits.per_workspace:
+                return (
+                    f"this workspace already runs {limits.per_workspace} jobs, "
+                    "the most it runs at once"
+                )
+        if limits.sandboxes and self.boxes >= limits.sandboxes:
+            return (
+                f"all {limits.sandboxes} {limits.provider} sandboxes are in use "
+                "(running jobs and live apps)"
+            )
         return None
 
     def add(self, job: TrainingJob) -> None:

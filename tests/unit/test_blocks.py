@@ -168,7 +168,10 @@ def test_modal_is_a_valid_view_with_the_contract_block_ids() -> None:
     assert view["close"]["text"] == "Cancel"
     ids = {b["block_id"] for b in view["blocks"] if "block_id" in b}
     assert ids == MODAL_BLOCK_IDS
-    assert set(inputs(view)) == {b.value for b in BlockId} - {BlockId.CARD_ACTIONS}
+    assert set(inputs(view)) == {b.value for b in BlockId} - {
+        BlockId.CARD_ACTIONS,
+        BlockId.EXPIRY_ACTIONS,
+    }
 
 
 def test_modal_elements_have_the_right_types_and_ids() -> None:
@@ -732,3 +735,23 @@ def test_format_metric() -> None:
 )
 def test_safe_url(url: str | None, ok: bool) -> None:
     assert safe_url(url) == (url if ok else None)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "reason", "says"),
+    [
+        (None, None, "a worker is starting it"),
+        (0, None, "next in line"),
+        (2, None, "2 ahead of it in the queue"),
+        (0, "1 of this person's jobs are running", "Waiting because 1 of this person's jobs"),
+    ],
+)
+def test_a_queued_card_shows_its_place_and_why_it_waits(
+    ahead: int | None, reason: str | None, says: str
+) -> None:
+    card = blocks.job_card(
+        make_snapshot(status=JobStatus.QUEUED, queue_ahead=ahead, wait_reason=reason)
+    )
+    text = json.dumps(card.as_kwargs())
+    assert says in text
+    assert message_block_errors(card.as_kwargs()["blocks"]) == []

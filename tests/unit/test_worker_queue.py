@@ -262,6 +262,10 @@ def test_limits_per_person_and_workspace_hold_jobs_and_say_why(rig: Rig) -> None
     assert worker.claim() == [a1, b1, other]
     assert "this person's jobs are running" in (row(rig.engine, a2).wait_reason or "")
     assert "this workspace already runs 2 jobs" in (row(rig.engine, c1).wait_reason or "")
+    worker.claim()  # looking again for the same reason says nothing new
+    assert events(rig.engine, a2, "progress") == [
+        "waiting: 1 of this person's jobs are running, the most that run at once"
+    ]
     with session_scope(rig.engine) as session:
         assert queue.queue_position(session, job=row(rig.engine, c1)) == 1  # a2 is ahead
     rig.runner.hold.set()
