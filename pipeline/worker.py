@@ -346,7 +346,11 @@ class JobWorker:
         """Stops a live app now (`trainbot run` when its person presses Ctrl-C)."""
         with self._lock:
             app = self._apps.pop(job_id, None)
-        self._expire(job_id, reason, sandbox=app)
+        if self._expire(job_id, reason, sandbox=app) and app is None:
+            with session_scope(self.deps.engine) as session:
+                job = queries.get_job(session, job_id=job_id)
+            if job is not None:
+                self._kill_by_id(job)  # an app nobody holds (E2B): stopped by its id
 
     def _expire(self, job_id: str, reason: str, *, sandbox: Sandbox | None = None) -> bool:
         """Live -> expired with its event, in one transaction. True when this call made it."""

@@ -27,7 +27,7 @@ from pipeline.runner import PipelineDeps
 from pipeline.settings import Settings
 from pipeline.worker import HANDED_BACK, JobWorker
 from storage import queries, queue
-from storage.db import make_engine, session_scope, upgrade
+from storage.db import session_scope
 from storage.models import TrainingJob
 from storage.states import JobStatus, NotHeld
 
@@ -118,11 +118,8 @@ class StandInRunner:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'queue.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(sqlite_engine: Engine) -> Engine:
+    return sqlite_engine
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -472,3 +469,15 @@ def test_a_drain_stops_the_local_apps_it_serves(rig: Rig) -> None:
     job = row(rig.engine, job_id)
     assert job.status == JobStatus.EXPIRED
     assert "the worker serving it stopped" in events(rig.engine, job_id, "finished")[-1]
+
+
+def test_stopping_an_app_nobody_holds_kills_it_by_id(rig: Rig) -> None:
+    rig.provider.survives_worker = True  # E2B: `trainbot run`'s Ctrl-C stops it this way
+    worker = rig.worker("w1")
+    job_id = queue_job(rig.engine)
+    worker.claim()
+    rig.runner.wait()
+    until(lambda: row(rig.engine, job_id).worker_id is None)
+    worker.expire(job_id, reason="stopped from the command line")
+    assert row(rig.engine, job_id).status == JobStatus.EXPIRED
+    assert rig.provider.killed == [f"sb-{job_id}"]
