@@ -23,6 +23,7 @@ class BlockId(enum.StrEnum):
     TASK = "task"
     TTL = "ttl"
     CARD_ACTIONS = "job_card_actions"
+    EXPIRY_ACTIONS = "expiry_notice_actions"
 
 
 class ActionId(enum.StrEnum):
@@ -38,6 +39,7 @@ class ActionId(enum.StrEnum):
     CANCEL_JOB = "cancel_job"
     RETRY_JOB = "retry_job"
     OPEN_APP = "open_live_app"
+    EXTEND_APP = "extend_live_app"  # the expiry notice's Extend; its value is the job id
 
 
 METADATA_EVENT_TYPE = "training_job"

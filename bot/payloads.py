@@ -65,7 +65,16 @@ class HomeOpened:
     tab: str
 
 
-SlackRequest = SlashCommand | BlockAction | ViewSubmission | HomeOpened
+@dataclass(frozen=True)
+class Revoked:
+    """app_uninstalled (`everything`) or tokens_revoked: the workspace is in Bolt's context."""
+
+    everything: bool
+    bot: bool  # the bot token was revoked
+    user_ids: tuple[str, ...] = ()  # users whose own tokens were revoked
+
+
+SlackRequest = SlashCommand | BlockAction | ViewSubmission | HomeOpened | Revoked
 
 
 class Unreadable(Exception):
@@ -141,6 +150,8 @@ def read_request(body: Mapping[str, Any]) -> SlackRequest | None:
         event = body.get("event")
         if isinstance(event, dict) and event.get("type") == "app_home_opened":
             return _home_opened(event)
+        if isinstance(event, dict) and event.get("type") in ("app_uninstalled", "tokens_revoked"):
+            return _revoked(event)
     return None
 
 
@@ -253,3 +264,19 @@ def _home_opened(event: Mapping[str, Any]) -> HomeOpened:
     if not isinstance(tab, str):
         raise Unreadable("app_home_opened", "tab is not text")
     return HomeOpened(user_id=user, tab=tab)
+
+
+def _revoked(event: Mapping[str, Any]) -> Revoked:
+    """docs.slack.dev/reference/events/tokens_revoked: "tokens": {"oauth": [user ids],
+    "bot": [bot user ids]}; app_uninstalled carries nothing more than the workspace."""
+    if event.get("type") == "app_uninstalled":
+        return Revoked(everything=True, bot=True)
+    tokens = event.get("tokens")
+    if not isinstance(tokens, dict):
+        raise Unreadable("tokens_revoked", "tokens is not an object")
+    users, bots = tokens.get("oauth") or [], tokens.get("bot") or []
+    if not isinstance(users, list) or not isinstance(bots, list):
+        raise Unreadable("tokens_revoked", "tokens.oauth or tokens.bot is not a list")
+    return Revoked(
+        everything=False, bot=bool(bots), user_ids=tuple(u for u in users if isinstance(u, str))
+    )

@@ -15,9 +15,11 @@ from bot.settings import SlackSettings
 RATE_LIMIT_RETRIES = 10
 
 
-def build_web_client(settings: SlackSettings) -> WebClient:
+def build_web_client(settings: SlackSettings, *, token: str | None = None) -> WebClient:
+    """The bot token's client; `token`: an installed workspace's (bot/oauth.py). In OAuth
+    mode without `token` it has none: Bolt sets each request's from the installation."""
     return WebClient(
-        token=settings.bot_token,
+        token=token or settings.bot_token or None,
         base_url=settings.base_url,
         timeout=30,
         retry_handlers=[

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.manifest import EVENTS_PATH
 from bot.runtime import BotRuntime
+from bot.settings import INSTALL_PATH, REDIRECT_PATH
 from bot.slack_gate import slack_gate
 from pipeline.service import InvalidJobRef, JobNotFound, JobService
 from storage.db import ping
@@ -26,7 +29,10 @@ from storage.models import TrainingJob
 if TYPE_CHECKING:
     from waitress.server import BaseWSGIServer, MultiSocketServer
 
+log = logging.getLogger(__name__)
+
 STATUS_PATH = re.compile(r"^/api/training-jobs/([^/]+)/status$")
+OAUTH_PATHS = frozenset({INSTALL_PATH, REDIRECT_PATH})
 StartResponse = Callable[..., Any]
 THREADS = 8
 
@@ -48,8 +54,9 @@ def make_server(runtime: BotRuntime, *, host: str, port: int) -> MultiSocketServ
 
 
 def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    bolt = SlackRequestHandler(runtime.app, path=EVENTS_PATH)
     slack = slack_gate(
-        SlackRequestHandler(runtime.app, path=EVENTS_PATH),
+        bolt,
         signing_secret=runtime.ctx.slack.signing_secret,
         max_body_bytes=runtime.ctx.slack.max_request_bytes,
     )
@@ -63,6 +70,10 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
         method = environ.get("REQUEST_METHOD", "GET")
         if path == EVENTS_PATH:
             return slack(environ, start_response)
+        if path in OAUTH_PATHS and method == "GET" and runtime.app.oauth_flow is not None:
+            # A person's browser, not Slack: nothing to sign. Bolt's OAuth flow checks the
+            # state (cookie and store) and exchanges the code (bot/oauth.py).
+            return _oauth(bolt, environ, start_response)
         if path == "/healthz" and method == "GET":
             try:
                 ping(engine)
@@ -79,7 +90,7 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
                     extra=[("WWW-Authenticate", "Bearer")],
                 )
             try:
-                found = jobs.status(match.group(1), with_events=False)
+                found = _api_jobs(jobs, environ).status(match.group(1), with_events=False)
             except InvalidJobRef as error:
                 return _json(start_response, 400, {"error": str(error)})
             except JobNotFound as error:
@@ -88,6 +99,35 @@ def build_wsgi(runtime: BotRuntime) -> Callable[[dict[str, Any], StartResponse],
         return _json(start_response, 404, {"error": f"no route for {method[:10]} {path[:80]}"})
 
     return application
+
+
+def _api_jobs(jobs: JobService, environ: dict[str, Any]) -> JobService:
+    """The status API is the operator's (one TRAINBOT_API_TOKEN sees every workspace); a
+    caller that serves one workspace names it (`?team_id=T...`, or `?enterprise_id=E...` for
+    an org-wide install) and then gets another workspace's job as an unknown id."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    team_id = (query.get("team_id") or [None])[0] or None
+    enterprise_id = (query.get("enterprise_id") or [None])[0] or None
+    if team_id is None and enterprise_id is None:
+        return jobs
+    return jobs.for_workspace(team_id, enterprise_id)
+
+
+def _oauth(
+    bolt: SlackRequestHandler, environ: dict[str, Any], start_response: StartResponse
+) -> Iterable[bytes]:
+    try:
+        return bolt(environ, start_response)
+    except Exception:  # a person's browser gets a page, never a trace
+        log.exception("the OAuth flow failed at %s", environ.get("PATH_INFO"))
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>TrainBot was not "
+            "installed</title></head><body><h1>TrainBot was not installed</h1><p>Something "
+            f"went wrong on our side. Start again from {INSTALL_PATH}.</p></body></html>"
+        ).encode()
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))]
+        start_response("500 Internal Server Error", headers)
+        return [page]
 
 
 def job_status(job: TrainingJob, model_name: str | None) -> dict[str, Any]:

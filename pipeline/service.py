@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -170,6 +170,10 @@ class JobService:
     # The shortest id prefix accepted. Slack asks for the whole short id: a shorter prefix
     # would let anyone walk through everyone's jobs (`/train logs 0000`, `0001`, ...).
     min_prefix: int = queries.MIN_ID_PREFIX
+    # The workspace whose jobs this service sees and acts on (see `for_workspace`); both
+    # None: every job (the CLI and the operator's API).
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
     @classmethod
     def of(cls, services: Services, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
@@ -185,6 +189,15 @@ class JobService:
     def reader(cls, engine: Engine, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
         """A service for status, list and logs only: it needs no sandbox provider."""
         return cls(engine, None, 0, min_prefix=min_prefix)
+
+    def for_workspace(self, team_id: str | None, enterprise_id: str | None) -> JobService:
+        """This service, seeing only one Slack workspace's jobs: another workspace's job is
+        "no job has the id ...", exactly as an id that names none, even by its full id. A
+        workspace is its team; without one (an Enterprise Grid org-wide install), the org."""
+        if team_id is None and enterprise_id is None:
+            # A Slack request always names its workspace; none would mean every job.
+            raise ValueError("a workspace needs a team_id or an enterprise_id")
+        return replace(self, team_id=team_id, enterprise_id=enterprise_id)
 
     @property
     def provider(self) -> str:
@@ -321,7 +334,13 @@ class JobService:
     def latest(self, *, requested_by: str) -> JobDetail | None:
         """The newest job this person asked for, if any."""
         with session_scope(self.engine) as session:
-            jobs = queries.list_jobs(session, requested_by=requested_by, limit=1)
+            jobs = queries.list_jobs(
+                session,
+                requested_by=requested_by,
+                limit=1,
+                team_id=self.team_id,
+                enterprise_id=self.enterprise_id,
+            )
             return _detail(session, jobs[0]) if jobs else None
 
     def list(
@@ -330,14 +349,20 @@ class JobService:
         limit: int,
         channel_id: str | None = None,
         requested_by: str | None = None,
+        statuses: Iterable[JobStatus] | None = None,
         with_events: bool = True,
     ) -> JobPage:
         """Newest first, with how many match in all."""
+        where: dict[str, Any] = {
+            "channel_id": channel_id,
+            "requested_by": requested_by,
+            "statuses": statuses,
+            "team_id": self.team_id,
+            "enterprise_id": self.enterprise_id,
+        }
         with session_scope(self.engine) as session:
-            jobs = queries.list_jobs(
-                session, channel_id=channel_id, requested_by=requested_by, limit=limit
-            )
-            total = queries.count_jobs(session, channel_id=channel_id, requested_by=requested_by)
+            jobs = queries.list_jobs(session, limit=limit, **where)
+            total = queries.count_jobs(session, **where)
             details = [_detail(session, job, with_events=with_events) for job in jobs]
             return JobPage(details, total)
 
@@ -376,7 +401,13 @@ class JobService:
 
     def _find(self, session: Session, ref: str) -> TrainingJob:
         try:
-            return queries.find_job(session, ref=ref, min_prefix=self.min_prefix)
+            return queries.find_job(
+                session,
+                ref=ref,
+                min_prefix=self.min_prefix,
+                team_id=self.team_id,
+                enterprise_id=self.enterprise_id,
+            )
         except queries.InvalidJobRef as error:
             raise InvalidJobRef(str(error)) from error
         except queries.JobLookupError as error:

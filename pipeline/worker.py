@@ -45,7 +45,7 @@ HANDED_BACK = (
 )
 WORKER_GONE_APP = "the worker serving it stopped"
 # How long a stopping worker waits for its jobs' runs to clean up after it stopped them.
-STOP_WAIT_SECONDS = 8.0
+STOP_WAIT_SECONDS = 5.0
 
 
 def new_worker_id() -> str:

@@ -273,14 +273,45 @@ def transition(
 ) -> TrainingJob:
     """Moves a job along the state machine, as a compare-and-set on the status it was read
     in and, with `owner`, on the worker holding it. Raises IllegalTransition for a move the
-    state machine forbids (or that another process made first), NotHeld when `owner` no
-    longer holds the job."""
-    job = _require(session, job_id, for_update=True)
-    if owner is not None and job.worker_id != owner:
-        raise NotHeld(job_id)
-    current = job.job_status
-    check_transition(current, to)
-    now = at or utcnow()
+    state machine forbids, NotHeld when `owner` no longer holds the job.
+
+    When another process moves the job between the read and the write (SQLite has no row
+    lock; a worker moves a running job on), the move is decided again on the new status:
+    a cancel of a running job is never refused because the job just changed stage."""
+    for _ in range(TRANSITION_ATTEMPTS):
+        job = _require(session, job_id, for_update=True)
+        if owner is not None and job.worker_id != owner:
+            raise NotHeld(job_id)
+        current = job.job_status
+        check_transition(current, to)
+        now = at or utcnow()
+        if _compare_and_set_status(session, job, current, to, now, error=error, owner=owner):
+            session.refresh(job)
+            if to in TERMINAL and to != JobStatus.FAILED:
+                model = session.get(AiModel, job.model_id)
+                if model is not None and model.deployed_url == job.deployment_url:
+                    model.deployed_url = None  # the app is gone; the job keeps its URL
+                    model.updated_at = now
+                    session.add(model)
+            session.flush()
+            return job
+    session.refresh(job)
+    raise IllegalTransition(job.job_status, to)
+
+
+TRANSITION_ATTEMPTS = 5
+
+
+def _compare_and_set_status(
+    session: Session,
+    job: TrainingJob,
+    current: JobStatus,
+    to: JobStatus,
+    now: datetime,
+    *,
+    error: str | None,
+    owner: str | None,
+) -> bool:
     values: dict[str, Any] = {"status": to.value, "updated_at": now}
     if to in RUNNING_STAGES:
         values["stage"] = STATUS_STAGE[to].value
@@ -294,7 +325,7 @@ def transition(
         values["lease_expires_at"] = None
     if error is not None:
         values["error"] = error
-    conditions = [col(TrainingJob.id) == job_id, col(TrainingJob.status) == current.value]
+    conditions = [col(TrainingJob.id) == job.id, col(TrainingJob.status) == current.value]
     if owner is not None:
         conditions.append(col(TrainingJob.worker_id) == owner)
     result = session.execute(
@@ -303,19 +334,7 @@ def transition(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(job)
-    if not getattr(result, "rowcount", 0):  # another process changed the row first
-        if owner is not None and job.worker_id != owner:
-            raise NotHeld(job_id)
-        raise IllegalTransition(job.job_status, to)
-    if to in TERMINAL and to != JobStatus.FAILED:
-        model = session.get(AiModel, job.model_id)
-        if model is not None and model.deployed_url == job.deployment_url:
-            model.deployed_url = None  # the app is gone; the job keeps the URL as history
-            model.updated_at = now
-            session.add(model)
-    session.flush()
-    return job
+    return bool(getattr(result, "rowcount", 0))
 
 
 def mark_live(

@@ -19,6 +19,8 @@ from bot.blocks.home import home_view
 from bot.blocks.modal import TrainFormValues, train_modal
 from bot.blocks.replies import (
     cancelled_reply,
+    expiry_notice,
+    extended_reply,
     failure_reply,
     live_reply,
     note_reply,
@@ -35,6 +37,8 @@ __all__ = [
     "cancelled_reply",
     "card_metadata",
     "error_message",
+    "expiry_notice",
+    "extended_reply",
     "failure_reply",
     "help_message",
     "home_view",

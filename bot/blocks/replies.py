@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from bot.blocks.base import MAX_SECTION, Message, context, make_message, section
+from datetime import datetime
+
+from bot.blocks.base import MAX_SECTION, Message, button, context, make_message, section
 from bot.blocks.status import model_name, reason, stage_title
-from bot.ids import TRAIN_COMMAND
+from bot.ids import TRAIN_COMMAND, ActionId, BlockId
 from bot.snapshot import JobSnapshot
 from bot.text import code, code_block, escape, format_metric, link, safe_url, slack_date, user_ref
 from pipeline.limits import FAILURE_LOG_LINES
+from storage.models import SHORT_ID_LENGTH
 
 
 def stage_reply(stage: str, title: str, summary: str) -> Message:
@@ -23,7 +26,8 @@ def note_reply(message: str) -> Message:
 
 
 def cancelled_reply(user_id: str) -> Message:
-    text = f"🚫 Cancelled by {user_ref(user_id)}."
+    """Who cancelled; "" when nobody is known (a cancel from somewhere without a user)."""
+    text = f"🚫 Cancelled by {user_ref(user_id)}." if user_id else "🚫 Cancelled."
     return make_message(text, [section(text)])
 
 
@@ -84,3 +88,36 @@ def live_reply(snap: JobSnapshot) -> Message:
         blocks.append(section("Try it from a terminal (`/schema` lists the features):\n" + block))
     text = f"✅ {model_name(snap)} is live" + (f": {url}" if url else "")
     return make_message(text, blocks)
+
+
+def expiry_notice(job_id: str, expires_at: datetime, hours: float) -> Message:
+    """The app stops soon: when, and a button that keeps it up `hours` longer."""
+    short = job_id[:SHORT_ID_LENGTH]
+    text = f"⏳ The live app of job {short} stops {slack_date(expires_at)}."
+    label = f"Extend by {_hours(hours)}"
+    actions = {
+        "type": "actions",
+        "block_id": BlockId.EXPIRY_ACTIONS,
+        "elements": [button(label, ActionId.EXTEND_APP.value, value=job_id, style="primary")],
+    }
+    hint = f"Or `{TRAIN_COMMAND} extend {short} HOURS`, within the sandbox's limit."
+    return make_message(text, [section(text), actions, context(hint)])
+
+
+def extended_reply(
+    user_id: str, job_id: str, expires_at: datetime, *, cut_short: str = ""
+) -> Message:
+    """Someone kept the app up longer; `cut_short` names the provider that stops it sooner."""
+    short = job_id[:SHORT_ID_LENGTH]
+    until = slack_date(expires_at)
+    text = f"⏱️ {user_ref(user_id)} extended the app of job {short}: it stays up until {until}"
+    if cut_short:
+        text += f", sooner than asked: the {escape(cut_short, 40)} sandbox stops it then"
+    return make_message(f"{text}.", [section(f"{text}.")])
+
+
+def _hours(hours: float) -> str:
+    if hours >= 1:
+        shown = f"{hours:g}"
+        return f"{shown} hour" if shown == "1" else f"{shown} hours"
+    return f"{round(hours * 60)} minutes"

@@ -1,4 +1,4 @@
-"""Buttons on the status card and the App Home."""
+"""Buttons on the status card, the expiry notice and the App Home."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
         click: BlockAction = request_of(context)
         try:
-            ctx.jobs.cancel(click.value or "", by=click.user_id)
+            ctx.jobs_for(context).cancel(click.value or "", by=click.user_id)
         except ServiceError as error:
             _tell(client, click, f"{error}.")
 
@@ -34,9 +34,32 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
         click: BlockAction = request_of(context)
         try:
-            ctx.jobs.retry(click.value or "", by=click.user_id, origin="slack")
+            ctx.jobs_for(context).retry(click.value or "", by=click.user_id, origin="slack")
         except ServiceError as error:
             _tell(client, click, f"{error}.")
+
+    @app.action(ActionId.EXTEND_APP.value)
+    def handle_extend_button(ack: Ack, context: dict[str, Any], client: WebClient) -> None:
+        ack()
+        click: BlockAction = request_of(context)
+        try:
+            extended = ctx.jobs_for(context).extend(click.value or "", hours=ctx.extend_hours)
+        except ServiceError as error:
+            _tell(client, click, f"{error}.")
+            return
+        job = extended.job
+        cut_short = ctx.jobs.provider if extended.cut_short else ""
+        reply = blocks.extended_reply(
+            click.user_id, job.id, extended.expires_at, cut_short=cut_short
+        )
+        try:  # in the job's thread, where the notice was
+            client.chat_postMessage(
+                channel=job.card_channel_id or click.channel_id or click.user_id,
+                thread_ts=job.card_ts,
+                **reply.as_kwargs(),
+            )
+        except SlackApiError as error:
+            log.warning("could not answer the Extend of job %s: %s", job.short_id, error)
 
     # A link button still sends an action; it only needs an ack. Home tab buttons carry
     # a position suffix so their ids stay unique within the view.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -17,7 +18,7 @@ from bot.listeners.reading import request_of
 from bot.payloads import SlashCommand
 from bot.service import BotContext, log_lines, snapshot
 from pipeline.builtin_datasets import BUILTIN_DATASETS
-from pipeline.service import ActionRefused, ServiceError
+from pipeline.service import ActionRefused, JobService, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def register(app: App, ctx: BotContext) -> None:
             ack(**_usage_error(f"There is no `{TRAIN_COMMAND} {name[:30]}`.").as_kwargs())
             return
         try:
-            message = answer(ctx, command, args)
+            # Every subcommand sees only the jobs of the workspace it was typed in.
+            message = answer(Asked(ctx.jobs_for(context), command), args)
         except ServiceError as error:
             message = blocks.error_message(f"{str(error)[:1].upper()}{str(error)[1:]}.")
         ack(**message.as_kwargs())
@@ -70,43 +72,51 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) 
             log.warning("could not say so either: %s", second.response.get("error"))
 
 
-def _help(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+@dataclass(frozen=True)
+class Asked:
+    """A subcommand's context: the jobs its workspace may see, and what was typed."""
+
+    jobs: JobService
+    command: SlashCommand
+
+
+def _help(asked: Asked, args: list[str]) -> blocks.Message:
     return blocks.help_message()
 
 
-def _status(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+def _status(asked: Asked, args: list[str]) -> blocks.Message:
     if args:
-        return blocks.status_message(snapshot(ctx.jobs.status(args[0])))
-    latest = ctx.jobs.latest(requested_by=command.user_id)
+        return blocks.status_message(snapshot(asked.jobs.status(args[0])))
+    latest = asked.jobs.latest(requested_by=asked.command.user_id)
     if latest is None:
         return blocks.error_message(f"You have no jobs yet. Start one with `{TRAIN_COMMAND}`.")
     return blocks.status_message(snapshot(latest))
 
 
-def _list(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    channel = command.channel_id
-    page = ctx.jobs.list(channel_id=channel, limit=LIST_JOBS)
+def _list(asked: Asked, args: list[str]) -> blocks.Message:
+    channel = asked.command.channel_id
+    page = asked.jobs.list(channel_id=channel, limit=LIST_JOBS)
     return blocks.list_message([snapshot(item) for item in page.items], channel, total=page.total)
 
 
-def _cancel(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    job = ctx.jobs.cancel(_job_ref(args, "cancel"), by=command.user_id)
+def _cancel(asked: Asked, args: list[str]) -> blocks.Message:
+    job = asked.jobs.cancel(_job_ref(args, "cancel"), by=asked.command.user_id)
     return blocks.note_reply(f"Job {job.short_id} is cancelled.")
 
 
-def _retry(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    job = ctx.jobs.retry(_job_ref(args, "retry"), by=command.user_id, origin="slack")
+def _retry(asked: Asked, args: list[str]) -> blocks.Message:
+    job = asked.jobs.retry(_job_ref(args, "retry"), by=asked.command.user_id, origin="slack")
     return blocks.note_reply(
         f"Retrying as job {job.short_id} (attempt {job.attempt}); its card follows in the channel."
     )
 
 
-def _logs(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
-    snap, lines, total = log_lines(ctx, _job_ref(args, "logs"))
+def _logs(asked: Asked, args: list[str]) -> blocks.Message:
+    snap, lines, total = log_lines(asked.jobs, _job_ref(args, "logs"))
     return blocks.logs_message(snap, lines, total)
 
 
-def _extend(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.Message:
+def _extend(asked: Asked, args: list[str]) -> blocks.Message:
     ref = _job_ref(args, "extend")
     try:
         hours = float(args[1]) if len(args) > 1 else 1.0
@@ -114,10 +124,10 @@ def _extend(ctx: BotContext, command: SlashCommand, args: list[str]) -> blocks.M
         raise ActionRefused(
             f"say how many hours, such as `{TRAIN_COMMAND} extend {ref[:12]} 2`"
         ) from None
-    extended = ctx.jobs.extend(ref, hours=hours)
+    extended = asked.jobs.extend(ref, hours=hours)
     until = f"The app of job {extended.job.short_id} stays up until {extended.expires_at:%H:%M} UTC"
     if extended.cut_short:
-        until += f", sooner than asked: the {ctx.jobs.provider} sandbox stops it then"
+        until += f", sooner than asked: the {asked.jobs.provider} sandbox stops it then"
     return blocks.note_reply(f"{until}.")
 
 
@@ -132,7 +142,7 @@ def _usage_error(text: str) -> blocks.Message:
     return blocks.Message(text=text, blocks=blocks.error_message(text).blocks + help_text.blocks)
 
 
-SUBCOMMANDS: dict[str, Callable[[BotContext, SlashCommand, list[str]], blocks.Message]] = {
+SUBCOMMANDS: dict[str, Callable[[Asked, list[str]], blocks.Message]] = {
     "help": _help,
     "status": _status,
     "list": _list,

@@ -29,5 +29,5 @@ def register(app: App, ctx: BotContext) -> None:
         except FormErrors as invalid:
             ack(response_action="errors", errors=invalid.errors)
             return
-        submit_training(ctx, request)
+        submit_training(ctx, request, context=context)
         ack()

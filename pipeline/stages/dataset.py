@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as sk_datasets
 
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskSpec, TaskType
@@ -47,14 +46,21 @@ URL_TOTAL_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Builtin:
-    loader: Callable[..., Any]
+    name: str
     target: str
     named_classes: bool  # map 0, 1, ... to the bunch's target_names
 
+    def loader(self) -> Callable[..., Any]:
+        # scikit-learn is imported when a built-in set is first loaded, not with this module:
+        # it is most of a worker's 5 s start, and workers restart on every deploy.
+        from sklearn import datasets
+
+        loader: Callable[..., Any] = getattr(datasets, f"load_{self.name}")
+        return loader
+
 
 BUILTINS: dict[str, Builtin] = {
-    name: Builtin(getattr(sk_datasets, f"load_{name}"), info.target, info.named_classes)
-    for name, info in BUILTIN_DATASETS.items()
+    name: Builtin(name, info.target, info.named_classes) for name, info in BUILTIN_DATASETS.items()
 }
 
 
@@ -213,7 +219,7 @@ def _builtin_key(text: str) -> str | None:
 
 def _load_builtin(key: str) -> _Raw:
     builtin = BUILTINS[key]
-    bunch = builtin.loader(as_frame=True)
+    bunch = builtin.loader()(as_frame=True)
     frame = bunch.frame.copy()
     codes = frame.pop("target")
     if builtin.named_classes:

@@ -15,6 +15,13 @@ a member (join a public channel with conversations.join; `add_channel` sets up t
 File uploads (files_upload_v2) and private file downloads go through the same server; those two non-API requests are recorded in `calls` as the pseudo-methods UPLOAD and
 DOWNLOAD. apps.connections.open takes the app-level token (`app_token`, as a Bearer header
 only) and answers with a URL from `socket_mode` (tests.fakes.slack_socket.FakeSocketMode.new_url).
+Workspaces: the token given is the one workspace's (`team_id`); more install the app through
+OAuth (`oauth`, tests.fakes.slack_oauth: the consent page and oauth.v2.access), each with its
+own bot token. A channel or user belongs to one workspace (`add_channel(team_id=...)`,
+`add_user(team_id=...)`; an unknown id belongs to the workspace that first names it), and
+another workspace's token is told channel_not_found / user_not_found, as Slack tells a bot
+about a conversation it cannot see (docs.slack.dev/reference/methods/chat.postMessage). A
+revoked token (an uninstalled workspace) is answered token_revoked.
 All state is guarded by one lock, so handlers on the server's threads never race.
 """
 
@@ -33,6 +40,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 from tests.fakes.loopback import LoopbackService
+from tests.fakes.slack_oauth import SlackOAuth, Workspace
 from tests.fakes.slack_objects import (
     auth_test_answer,
     channel_object,
@@ -55,6 +63,8 @@ from tests.fakes.slack_requests import (
 UPLOAD = "files:upload"  # POST of the bytes to the URL files.getUploadURLExternal returned
 DOWNLOAD = "files:download"  # GET of a file's url_private(_download)
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+# docs.slack.dev/reference/methods/oauth.v2.access: "This method does not require a token".
+NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
 CHANNEL_MESSAGE_METHODS = frozenset(
     {"chat.postMessage", "chat.update", "chat.postEphemeral", "files.completeUploadExternal"}
 )
@@ -111,6 +121,7 @@ class Conversation:
     im: bool
     archived: bool = False
     bot_member: bool = False
+    team_id: str = ""  # the workspace it belongs to
 
 
 @dataclass
@@ -140,6 +151,7 @@ class FakeSlack(LoopbackService):
         bot_user_id: str = "U0TRAINBOT",
         bot_id: str = "B0TRAINBOT",
         team_id: str = "T0TEAM",
+        oauth: SlackOAuth | None = None,
     ) -> None:
         self.token, self.app_token = token, app_token
         # Issues a Socket Mode websocket URL; None: the app has Socket Mode turned off.
@@ -152,6 +164,10 @@ class FakeSlack(LoopbackService):
         self.trigger_ids: set[str] | None = None if trigger_ids is None else set(trigger_ids)
         self.expired_trigger_ids: set[str] = set(expired_trigger_ids)
         self.bot_user_id, self.bot_id, self.team_id = bot_user_id, bot_id, team_id
+        self.oauth = oauth or SlackOAuth(known_scopes=ALL_SCOPES)
+        # The workspace whose token the request being answered carries.
+        self._caller: Workspace | None = None
+        self._user_teams: dict[str, str] = {}
 
         self.calls: list[Call] = []
         self.rejections: list[Rejection] = []
@@ -177,6 +193,7 @@ class FakeSlack(LoopbackService):
         self._seq = itertools.count(1)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "apps.connections.open": self._open_connection,
+            "oauth.v2.access": self._oauth_access,
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
@@ -256,11 +273,18 @@ class FakeSlack(LoopbackService):
         private: bool = False,
         archived: bool = False,
         member: bool = False,
+        team_id: str | None = None,
     ) -> None:
-        """A channel as Slack holds it; unknown C ids are public channels the bot is not in."""
+        """A channel as Slack holds it; unknown C ids are public channels the bot is not in.
+        `team_id`: the workspace it is in (default: the token's workspace)."""
         with self._lock:
             self._conversations[channel_id] = Conversation(
-                channel_id, private=private, im=False, archived=archived, bot_member=member
+                channel_id,
+                private=private,
+                im=False,
+                archived=archived,
+                bot_member=member,
+                team_id=team_id or self.team_id,
             )
 
     def remove_bot(self, channel_id: str) -> None:
@@ -273,10 +297,19 @@ class FakeSlack(LoopbackService):
             conversation = self._conversation(channel_id)
             return conversation.im or conversation.bot_member
 
-    def add_user(self, user_id: str, **fields: Any) -> dict[str, Any]:
+    def add_user(
+        self, user_id: str, *, team_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         with self._lock:
             self._users[user_id] = fields
+            self._user_teams[user_id] = team_id or self.team_id
             return self._user_object(user_id)
+
+    def workspace_of(self, channel_id: str) -> str | None:
+        """The team a channel belongs to (None: no request or test has named it yet)."""
+        with self._lock:
+            found = self._conversations.get(channel_id)
+            return found.team_id if found else None
 
     def fail_next(self, method: str, error: str = "channel_not_found", times: int = 1) -> None:
         with self._lock:
@@ -329,6 +362,8 @@ class FakeSlack(LoopbackService):
         handler = self._methods.get(method)
         if handler is None:
             return _json_reply({"ok": False, "error": "unknown_method", "req_method": method})
+        if method in NO_TOKEN_METHODS:
+            return _json_reply(self.oauth.exchange(params, headers.get("authorization")))
         form_token = params.pop("token", None)
         if method in APP_TOKEN_METHODS:
             auth_error = self._app_auth_error(headers.get("authorization"))
@@ -336,8 +371,20 @@ class FakeSlack(LoopbackService):
             auth_error = self._auth_error(headers.get("authorization"), form_token)
         if auth_error:
             return _json_reply({"ok": False, "error": auth_error})
+        self._caller = self._workspace_of_token(headers.get("authorization"), form_token)
+        try:
+            return self._answer(method, handler, params)
+        finally:
+            self._caller = None
+
+    def _answer(
+        self,
+        method: str,
+        handler: Callable[[dict[str, Any]], dict[str, Any]],
+        params: dict[str, Any],
+    ) -> _Reply:
         needed = METHOD_SCOPES.get(method)
-        if needed and not needed & self.scopes:
+        if needed and not needed & self._scopes:
             # docs.slack.dev/reference/methods/*: "missing_scope: The token used is not granted
             # the specific scope permissions required"; the answer names needed and provided.
             return _json_reply(
@@ -345,7 +392,7 @@ class FakeSlack(LoopbackService):
                     "ok": False,
                     "error": "missing_scope",
                     "needed": ",".join(sorted(needed)),
-                    "provided": ",".join(sorted(self.scopes)),
+                    "provided": ",".join(sorted(self._scopes)),
                 }
             )
         if self._forced_429.get(method):
@@ -354,6 +401,9 @@ class FakeSlack(LoopbackService):
         if self._failures.get(method):
             return _json_reply({"ok": False, "error": self._failures[method].popleft()})
         channel = _target_channel(method, params)
+        if channel and self._foreign(channel):
+            # Checked before the channel's rate limit: to this workspace it does not exist.
+            return _json_reply({"ok": False, "error": "channel_not_found"})
         last = self._last_message_at.get(channel or "")
         if channel and last is not None and time.monotonic() - last < self.per_channel_interval:
             return self._ratelimited()
@@ -373,8 +423,43 @@ class FakeSlack(LoopbackService):
     def _auth_error(self, authorization: str | None, form_token: Any) -> str | None:
         if authorization is None and form_token is None:
             return "not_authed"
-        valid = authorization == f"Bearer {self.token}" or form_token == self.token
-        return None if valid else "invalid_auth"
+        token = _bearer(authorization) or form_token
+        if token == self.token:
+            return None
+        installed = self.oauth.by_token.get(str(token))
+        if installed is None:
+            return "invalid_auth"
+        return "token_revoked" if installed.revoked else None
+
+    def _workspace_of_token(self, authorization: str | None, form_token: Any) -> Workspace:
+        token = _bearer(authorization) or form_token
+        installed = self.oauth.by_token.get(str(token))
+        if installed is not None:
+            return installed
+        return Workspace(
+            team_id=self.team_id,
+            team_name="Fake Workspace",
+            bot_token=self.token,
+            bot_user_id=self.bot_user_id,
+            bot_id=self.bot_id,
+            scopes=self.scopes,
+        )
+
+    @property
+    def _scopes(self) -> frozenset[str]:
+        return self._caller.scopes if self._caller else self.scopes
+
+    @property
+    def _team(self) -> str:
+        return self._caller.team_id if self._caller else self.team_id
+
+    @property
+    def _bot_user(self) -> str:
+        return self._caller.bot_user_id if self._caller else self.bot_user_id
+
+    @property
+    def _bot(self) -> str:
+        return self._caller.bot_id if self._caller else self.bot_id
 
     def _app_auth_error(self, authorization: str | None) -> str | None:
         if authorization is None:  # Slack refuses the app token as a form field here
@@ -399,7 +484,13 @@ class FakeSlack(LoopbackService):
     # -- chat --------------------------------------------------------------------------------
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return auth_test_answer(team_id=self.team_id, user_id=self.bot_user_id, bot_id=self.bot_id)
+        """docs.slack.dev/reference/methods/auth.test: who the token is, in its workspace."""
+        enterprise = self._caller.enterprise_id if self._caller else None
+        answer = auth_test_answer(team_id=self._team, user_id=self._bot_user, bot_id=self._bot)
+        return answer | ({"enterprise_id": enterprise} if enterprise else {})
+
+    def _oauth_access(self, params: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("answered in _api: oauth.v2.access takes no token")
 
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", "channel_not_found")
@@ -418,13 +509,15 @@ class FakeSlack(LoopbackService):
         # Slack keeps what an update leaves out; an empty list or object clears it.
         message.update({key: value or None for key, value in content.items()})
         message["text"] = message["text"] or ""
-        message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
+        message["edited"] = {"user": self._bot_user, "ts": self.next_ts()}
         reply = copy.deepcopy(message)
         return {"channel": channel, "ts": message["ts"], "text": message["text"], "message": reply}
 
     def _post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", "channel_not_found")
         user = required(params, "user", "user_not_in_channel")
+        self._conversation(channel)  # another workspace's channel: channel_not_found
+        self._check_user(user)
         content = message_content(params, update=False)
         ts = self.next_ts()
         self.ephemeral.append(
@@ -445,8 +538,8 @@ class FakeSlack(LoopbackService):
         message = message_object(
             ts=self.next_ts(),
             channel=channel,
-            user=self.bot_user_id,
-            bot_id=self.bot_id,
+            user=self._bot_user,
+            bot_id=self._bot,
             thread_ts=thread_ts,
             **content,
         )
@@ -492,6 +585,7 @@ class FakeSlack(LoopbackService):
 
     def _publish_view(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = required(params, "user_id", "user_not_found")
+        self._check_user(user_id)
         view = checked_view(params)
         if view.get("type") != "home":
             raise SlackError("invalid_arguments", ["views.publish only takes a home view"])
@@ -515,7 +609,7 @@ class FakeSlack(LoopbackService):
         view_id = view_id or self._new_id("V")
         view_hash = f"{self.next_ts()}.{view_id}"
         stored = view_object(
-            view, view_id=view_id, view_hash=view_hash, team_id=self.team_id, bot_id=self.bot_id
+            view, view_id=view_id, view_hash=view_hash, team_id=self._team, bot_id=self._bot
         )
         self._views_by_id[view_id] = stored
         record = {"method": method, "view_id": view_id, "view": copy.deepcopy(view)}
@@ -529,9 +623,22 @@ class FakeSlack(LoopbackService):
         if found is None:
             im = channel_id.startswith(DIRECT_MESSAGE_PREFIXES)
             private = channel_id.startswith("G")
-            found = Conversation(channel_id, private=private, im=im, bot_member=im)
+            team = self._user_teams.get(channel_id, self._team) if im else self._team
+            found = Conversation(channel_id, private=private, im=im, bot_member=im, team_id=team)
             self._conversations[channel_id] = found
+        if self._caller is not None and found.team_id != self._caller.team_id:
+            # Another workspace's conversation does not exist for this workspace's bot.
+            raise SlackError("channel_not_found")
         return found
+
+    def _foreign(self, channel_id: str) -> bool:
+        found = self._conversations.get(channel_id)
+        return bool(self._caller and found and found.team_id != self._caller.team_id)
+
+    def _check_user(self, user_id: str) -> None:
+        team = self._user_teams.get(user_id)
+        if self._caller is not None and team is not None and team != self._caller.team_id:
+            raise SlackError("user_not_found")
 
     def _check_can_post(self, channel_id: str) -> None:
         """chat.postMessage / chat.update: the errors of docs.slack.dev/reference/methods/
@@ -542,7 +649,7 @@ class FakeSlack(LoopbackService):
         if conversation.archived:
             raise SlackError("is_archived")
         if not conversation.im and not conversation.bot_member:
-            if PUBLIC_POSTING_SCOPE not in self.scopes:
+            if PUBLIC_POSTING_SCOPE not in self._scopes:
                 raise SlackError("not_in_channel")
 
     def _check_can_share(self, channel_id: str) -> None:
@@ -592,10 +699,13 @@ class FakeSlack(LoopbackService):
         )
 
     def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"user": self._user_object(required(params, "user", "user_not_found"))}
+        user_id = required(params, "user", "user_not_found")
+        self._check_user(user_id)
+        return {"user": self._user_object(user_id)}
 
     def _user_object(self, user_id: str) -> dict[str, Any]:
-        return user_object(user_id, team_id=self.team_id, overrides=self._users.get(user_id, {}))
+        team = self._user_teams.get(user_id, self._team)
+        return user_object(user_id, team_id=team, overrides=self._users.get(user_id, {}))
 
     # -- files -------------------------------------------------------------------------------
 
@@ -666,7 +776,7 @@ class FakeSlack(LoopbackService):
             size=len(content),
             title=title,
             filetype=filetype,
-            user=self.bot_user_id,
+            user=self._bot_user,
         )
         self._files[file_id], self._contents[file_id] = file, content
         return copy.deepcopy(file)
@@ -715,3 +825,8 @@ def _target_channel(method: str, params: dict[str, Any]) -> str | None:
         return None
     channel = params.get("channel") or params.get("channel_id")
     return channel or str(params.get("channels") or "").split(",")[0] or None
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token if scheme == "Bearer" else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,9 @@ class SlackSender:
         self.client = httpx.Client(timeout=10)
         self.ack_seconds: list[float] = []
         self._trigger = 0
+        # Slack's trigger ids are unique and single-use (the fake refuses a reused one), also
+        # across the several senders a test may point at several web processes.
+        self._trigger_prefix = secrets.token_hex(3)
 
     def post(
         self,
@@ -61,7 +65,11 @@ class SlackSender:
     ) -> httpx.Response:
         self._trigger += 1
         form = slash_command(
-            text, user=user, channel=channel, trigger_id=f"trigger-{self._trigger}", **extra
+            text,
+            user=user,
+            channel=channel,
+            trigger_id=f"trigger-{self._trigger_prefix}-{self._trigger}",
+            **extra,
         )
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
