@@ -412,7 +412,16 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Runs jobs until SIGTERM or Ctrl-C, then drains: running jobs get TRAINBOT_DRAIN_SECONDS
     to finish and the rest go back to the queue for other workers."""
-    services = bootstrap(settings, sink=StoredOnly())
+    from bot.runtime import slack_sources
+    from bot.slack_client import build_web_client
+
+    slack = SlackSettings()
+    engine = build_engine(settings)
+    # Jobs from Slack may read files uploaded there: with the workspace's token, when this
+    # process has Slack's settings (SLACK_BOT_TOKEN, or the OAuth client for installs).
+    sources = slack_sources(slack, engine, build_web_client(slack))
+    _forget_slack_secrets()
+    services = bootstrap(settings, sink=StoredOnly(), engine=engine, sources=sources)
     signal.signal(signal.SIGTERM, _interrupt)
     services.worker.start()
     out.print(f"TrainBot worker {services.worker.id} is waiting for jobs", markup=False)
@@ -426,6 +435,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _forget_slack_secrets() -> None:
+    """From here the bot token lives only in the settings and the WebClients built from them.
+    Left in the environment, Bolt's App reads it again and warns that it goes unused beside
+    the client (slack_bolt/app/app.py); and no child process (sandboxed code) may inherit
+    it. The OAuth client id and secret likewise: with both in the environment Bolt's App
+    turns on its own OAuth flow, with file stores in ./data, even beside a bot token
+    (bot/app.py builds ours)."""
+    for name in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+        os.environ.pop(name, None)
+
+
 def _start_bot(
     args: argparse.Namespace, settings: Settings, *, mode: str
 ) -> tuple[BotRuntime, SlackSettings] | None:
@@ -437,13 +457,7 @@ def _start_bot(
     if missing:
         err.print(f"Set {' and '.join(missing)} first (see the README's Slack setup).")
         return None
-    # From here the bot token lives only in `slack` and the one WebClient built from it. Left
-    # in the environment, Bolt's App reads it again and warns that it goes unused beside the
-    # client (slack_bolt/app/app.py); and no child process needs it. The OAuth client id and
-    # secret likewise: with both in the environment Bolt's App turns on its own OAuth flow,
-    # with file stores in ./data, even beside a bot token (bot/app.py builds ours).
-    for name in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
-        os.environ.pop(name, None)
+    _forget_slack_secrets()
     runtime = build_runtime(settings, slack)
     signal.signal(signal.SIGTERM, _interrupt)
     runtime.start(worker=not args.no_worker)

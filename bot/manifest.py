@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 from bot.ids import TRAIN_COMMAND
 
 EVENTS_PATH = "/slack/events"  # where `trainbot serve` answers commands, events and actions
+# Where Bolt's OAuth flow (bot/oauth.py) answers: the "Add to Slack" link, and the redirect URL
+# to register under the app's OAuth settings (Bolt's defaults, slack_bolt/oauth/oauth_settings.py).
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
 APP_NAME = "TrainBot"  # the bot user's display name, as people invite it: /invite @TrainBot
 
 # Each scope and the calls it is for.
@@ -28,7 +32,10 @@ BOT_SCOPES: dict[str, str] = {
     "files:write": "upload the chart into the job's thread",
     "im:write": "fall back to a DM when the channel is closed to the bot",
 }
-BOT_EVENTS = ("app_home_opened",)
+# app_uninstalled and tokens_revoked reach the app only if it subscribes to them
+# (api.slack.com/events/app_uninstalled, /events/tokens_revoked): they remove an installation
+# and stop that workspace's jobs (bot/listeners/events.py).
+BOT_EVENTS = ("app_home_opened", "app_uninstalled", "tokens_revoked")
 
 
 class ManifestError(ValueError):
@@ -46,10 +53,13 @@ def app_manifest(*, socket: bool, url: str | None = None) -> dict[str, Any]:
     }
     subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
     interactivity: dict[str, Any] = {"is_enabled": True}
+    oauth_config: dict[str, Any] = {"scopes": {"bot": list(BOT_SCOPES)}}
     if events_url is not None:
         command["url"] = events_url
         subscriptions["request_url"] = events_url
         interactivity["request_url"] = events_url
+        # Where Slack sends a workspace back after "Add to Slack" (OAuth mode, bot/oauth.py).
+        oauth_config["redirect_urls"] = [events_url.removesuffix(EVENTS_PATH) + REDIRECT_PATH]
     return {
         "display_information": {
             "name": APP_NAME,
@@ -67,7 +77,7 @@ def app_manifest(*, socket: bool, url: str | None = None) -> dict[str, Any]:
             "bot_user": {"display_name": APP_NAME, "always_online": True},
             "slash_commands": [command],
         },
-        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
+        "oauth_config": oauth_config,
         "settings": {
             "event_subscriptions": subscriptions,
             "interactivity": interactivity,

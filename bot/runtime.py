@@ -7,9 +7,11 @@ from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
 
 from bot.app import build_app
 from bot.notifier import SlackNotifier
+from bot.oauth import client_for
 from bot.service import BotContext, extend_hours
 from bot.settings import SlackSettings
 from bot.slack_client import build_web_client
@@ -38,18 +40,30 @@ class BotRuntime:
         self.ctx.notifier.stop()
 
 
+def slack_sources(slack: SlackSettings, engine: Engine, client: WebClient) -> dict[str, Any]:
+    """Where jobs read files uploaded in Slack, with each workspace's token: the web process
+    and `trainbot worker` alike (nothing, when Slack is not set up in this process)."""
+    if not (slack.bot_token or slack.oauth):
+        return {}
+    files = SlackFileSource(client_for(slack, engine, client), api_url=slack.base_url)
+    return {files.prefix: files}
+
+
 def build_runtime(settings: Settings, slack: SlackSettings, **parts: Any) -> BotRuntime:
     """`parts` lets tests pass an engine, a code generator or a sandbox provider."""
     client = build_web_client(slack)
     engine = parts.pop("engine", None) or build_engine(settings)
-    files = SlackFileSource(client, api_url=slack.base_url)
     services = bootstrap(
-        settings, sink=StoredOnly(), engine=engine, sources={files.prefix: files}, **parts
+        settings,
+        sink=StoredOnly(),
+        engine=engine,
+        sources=slack_sources(slack, engine, client),
+        **parts,
     )
     notifier = SlackNotifier(
         engine,
-        # One workspace (SLACK_BOT_TOKEN): its client serves every job.
-        lambda team, enterprise: client,
+        # Each job's workspace: OAuth installs from the database, else the one bot token.
+        client_for(slack, engine, client),
         poll_seconds=settings.poll_seconds,
         listen=settings.listen,
         lease_seconds=settings.lease_seconds,

@@ -5,13 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.manifest import BOT_SCOPES
+from bot.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
-# Where Bolt's OAuth flow (bot/oauth.py) answers: the "Add to Slack" link, and the redirect URL
-# to register under the app's OAuth settings (Bolt's defaults, slack_bolt/oauth/oauth_settings.py).
-INSTALL_PATH = "/slack/install"
-REDIRECT_PATH = "/slack/oauth_redirect"
+__all__ = ["INSTALL_PATH", "REDIRECT_PATH", "SlackSettings"]
 
 
 class SlackSettings(BaseSettings):

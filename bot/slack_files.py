@@ -7,6 +7,7 @@ come here: they go through the pipeline's address guard.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,20 +22,40 @@ SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
 DOWNLOAD_TIMEOUT = 60.0
 
 
+# The Slack client of a job's workspace; None: that workspace is no longer installed.
+ClientFor = Callable[[str | None, str | None], WebClient | None]
+
+
 class SlackFileSource:
+    """Reads an upload with the token of the workspace it was uploaded in (OAuth: each
+    workspace's own bot; SLACK_BOT_TOKEN: the one), in whichever process runs the job."""
+
     prefix = SLACK_FILE_PREFIX
 
-    def __init__(self, client: WebClient, *, api_url: str) -> None:
-        self.client = client
+    def __init__(self, client_for: ClientFor, *, api_url: str) -> None:
+        self.client_for = client_for
         self.trusted_hosts = SLACK_FILE_HOSTS | {urlsplit(api_url).hostname or ""}
         # The bot token only travels over https, unless the Web API itself is plain http
         # (a local stand-in of Slack).
         self.schemes = {"https", urlsplit(api_url).scheme}
 
-    def fetch(self, reference: str, *, max_bytes: int) -> ExternalData:
+    def fetch(
+        self,
+        reference: str,
+        *,
+        max_bytes: int,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> ExternalData:
         file_id, _, name = reference.partition("/")
+        client = self.client_for(team_id, enterprise_id)
+        if client is None:
+            raise DatasetError(
+                f"the uploaded file {name or file_id} cannot be read: TrainBot is no longer "
+                "installed in the workspace it came from."
+            )
         try:
-            info = self.client.files_info(file=file_id)["file"]
+            info = client.files_info(file=file_id)["file"]
         except SlackApiError as error:
             raise DatasetError(
                 f"Slack would not hand over the uploaded file {name or file_id} "
@@ -44,11 +65,11 @@ class SlackFileSource:
         where = urlsplit(url)
         if where.hostname not in self.trusted_hosts or where.scheme not in self.schemes:
             raise DatasetError(f"the uploaded file {name} is not stored on Slack; upload it again.")
-        content = self._download(url, name, max_bytes)
+        content = self._download(url, name, max_bytes, client.token or "")
         return ExternalData(content=content, name=name or info.get("name") or f"{file_id}.csv")
 
-    def _download(self, url: str, name: str, max_bytes: int) -> bytes:
-        headers = {"Authorization": f"Bearer {self.client.token}"}
+    def _download(self, url: str, name: str, max_bytes: int, token: str) -> bytes:
+        headers = {"Authorization": f"Bearer {token}"}
         chunks: list[bytes] = []
         size = 0
         try:

@@ -191,6 +191,7 @@ class _Attempt:
                 workdir=self.workdir,
                 allow_local_files=self.job.origin == "cli",
                 external=self.deps.sources,
+                workspace=(self.job.team_id, self.job.enterprise_id),
             )
             for warning in dataset.warnings:
                 emit(EventKind.WARNING, Stage.DATASET, warning)

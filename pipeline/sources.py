@@ -19,6 +19,14 @@ class ExternalData:
 class ExternalSource(Protocol):
     prefix: str
 
-    def fetch(self, reference: str, *, max_bytes: int) -> ExternalData:
-        """Download the data; raise pipeline.errors.DatasetError with a reason on failure."""
+    def fetch(
+        self,
+        reference: str,
+        *,
+        max_bytes: int,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> ExternalData:
+        """Download the data, as the workspace the job belongs to (a Slack upload is read
+        with that workspace's token); raise pipeline.errors.DatasetError with a reason."""
         ...

@@ -84,6 +84,7 @@ class JobWorker:
         self._apps: dict[str, Sandbox] = {}  # live apps that die with this process
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()  # one claim at a time in this process
+        self._claim_pending = False  # a wake-up asked for a claim that has not begun
         self._idle = threading.Condition(self._lock)
         self._claiming = False
         self._only: frozenset[str] | None = None
@@ -106,9 +107,9 @@ class JobWorker:
         now = datetime.now(UTC)
         housekeeping = max(0.5, self.lease_seconds / 3)
         if claim:
-            # Two instances: a wake-up that lands while a claim runs queues one more claim
-            # (which waits on the first) instead of being dropped with a warning.
-            self._every("claim", self.claim, self.deps.settings.poll_seconds, now, instances=2)
+            # One claim running, one asked for by a wake-up (waiting on the first), and the
+            # poll's: a wake-up is never dropped, and APScheduler never warns of a skip.
+            self._every("claim", self.claim, self.deps.settings.poll_seconds, now, instances=3)
         self._every("renew", self.renew, housekeeping, now)
         # The first sweep at start: a restarted process takes over its old jobs' leases
         # as soon as they run out, not an interval later.
@@ -117,13 +118,19 @@ class JobWorker:
         threading.Thread(target=self._follow_wakeups, name="worker-wakeups", daemon=True).start()
 
     def wake(self) -> None:
-        """Look for queued jobs now (a job was queued or a slot came free)."""
+        """Look for queued jobs now (a job was queued or a slot came free). Wake-ups that
+        land before the claim they asked for has begun fold into it."""
         if not self._claiming or not self.scheduler.running:
             return
+        with self._lock:
+            if self._claim_pending:
+                return
+            self._claim_pending = True
         try:
             self.scheduler.modify_job("claim", next_run_time=datetime.now(UTC))
         except SchedulerJobMissing:
-            pass
+            with self._lock:
+                self._claim_pending = False
 
     def job_ended(self, job_id: str) -> None:
         """Cancelled from this process: stop at once what the database would say in a moment."""
@@ -174,6 +181,8 @@ class JobWorker:
     def claim(self) -> list[str]:
         """Claims queued jobs for this worker's free slots and starts them; their ids."""
         with self._claim_lock:
+            with self._lock:
+                self._claim_pending = False  # from here this claim sees every queued job
             return self._claim_free_slots()
 
     def _claim_free_slots(self) -> list[str]:

@@ -110,14 +110,16 @@ def load_dataset(
     workdir: Path,
     allow_local_files: bool = True,
     external: Mapping[str, ExternalSource] | None = None,
+    workspace: tuple[str | None, str | None] = (None, None),
 ) -> LoadedDataset:
     """Load `source`, check it, hold out verification rows and write `workdir/data.csv`.
 
     `allow_local_files=False` refuses paths on this machine (for requests from chat).
-    `external` maps prefixes such as "slack-file" to sources of uploaded files.
+    `external` maps prefixes such as "slack-file" to sources of uploaded files, which are
+    read as `workspace` (the job's team and enterprise ids).
     """
     with library_warnings_logged():
-        raw = _read_source(source, guard, max_bytes, allow_local_files, external or {})
+        raw = _read_source(source, guard, max_bytes, allow_local_files, external or {}, workspace)
         return _check_and_write(raw, target, name, goal, task, workdir)
 
 
@@ -182,6 +184,7 @@ def _read_source(
     max_bytes: int,
     allow_local: bool,
     external: Mapping[str, ExternalSource],
+    workspace: tuple[str | None, str | None],
 ) -> _Raw:
     text = source.strip()
     if not text:
@@ -194,7 +197,7 @@ def _read_source(
         return _load_builtin(builtin)
     prefix, _, reference = text.partition(":")
     if prefix in external:
-        return _load_external(external[prefix], reference, max_bytes)
+        return _load_external(external[prefix], reference, max_bytes, workspace)
     scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
     if scheme:
         if scheme.group(1).lower() not in ("http", "https"):
@@ -248,8 +251,16 @@ def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:
     return _Raw.of(parsed, _short(url), _short(url), stem)
 
 
-def _load_external(source: ExternalSource, reference: str, max_bytes: int) -> _Raw:
-    data = source.fetch(reference, max_bytes=max_bytes)
+def _load_external(
+    source: ExternalSource,
+    reference: str,
+    max_bytes: int,
+    workspace: tuple[str | None, str | None],
+) -> _Raw:
+    team_id, enterprise_id = workspace
+    data = source.fetch(
+        reference, max_bytes=max_bytes, team_id=team_id, enterprise_id=enterprise_id
+    )
     label = _short(data.name)
     if len(data.content) > max_bytes:
         raise DatasetError(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,10 +19,10 @@ from storage.db import session_scope
 from storage.states import JobStatus
 from tests.support.pipeline import (
     ScriptedGenerator,
+    cancel,
     event_messages,
     get,
     make_settings,
-    cancel,
     start_services,
     submit,
     wait_for,
@@ -255,9 +255,7 @@ def _held_by_a_dead_worker(engine: Engine, *, runs: int) -> str:
         return job.id
 
 
-def test_a_job_whose_worker_died_runs_again_from_the_start(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_a_job_whose_worker_died_runs_again_from_the_start(engine: Engine, tmp_path: Path) -> None:
     interrupted = _held_by_a_dead_worker(engine, runs=1)
     with session_scope(engine) as session:
         waiting = queries.create_job(session, name="y", dataset_source="iris").id

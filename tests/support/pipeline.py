@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from pipeline.service import JobService
 from pipeline.bootstrap import Services, bootstrap
 from pipeline.codegen.base import GeneratedCode, Resource, TaskSpec
 from pipeline.codegen.template import TemplateGenerator
 from pipeline.events import RecordingSink
+from pipeline.service import JobService
 from pipeline.settings import Settings
 from storage import queries
 from storage.db import session_scope

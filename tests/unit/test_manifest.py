@@ -65,9 +65,13 @@ def test_socket_manifest_enables_socket_mode_and_names_no_request_url() -> None:
     # The same surfaces, delivered over the websocket instead.
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [TRAIN_COMMAND]
     assert settings["interactivity"] == {"is_enabled": True}
-    assert settings["event_subscriptions"] == {"bot_events": ["app_home_opened"]}
+    events = ["app_home_opened", "app_uninstalled", "tokens_revoked"]
+    assert settings["event_subscriptions"] == {"bot_events": events}
     http = shipped("manifest.yml")
-    assert manifest["oauth_config"] == http["oauth_config"]
+    # Socket Mode serves one workspace: no OAuth redirect, the same scopes.
+    assert manifest["oauth_config"] == {"scopes": http["oauth_config"]["scopes"]}
+    assert http["oauth_config"]["redirect_urls"] == [EXAMPLE_URL + "/slack/oauth_redirect"]
+    assert http["settings"]["event_subscriptions"]["bot_events"] == events
     assert manifest["features"]["app_home"] == http["features"]["app_home"]
 
 
