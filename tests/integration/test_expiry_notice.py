@@ -63,7 +63,8 @@ def test_the_expiry_notice_offers_extend_and_a_click_extends(bot: BotHarness) ->
             m["text"]
             for m in bot.slack.replies(card["channel"], card["ts"])
             if "extended the app" in m["text"]
-        ]
+        ],
+        timeout=20,  # through the notifier's paced lane, on a busy CI machine
     )
     assert "<@U1>" in replies[0]
     with session_scope(bot.engine) as session:
@@ -76,7 +77,7 @@ def test_the_expiry_notice_offers_extend_and_a_click_extends(bot: BotHarness) ->
     wait_job(bot, {JobStatus.CANCELLED})
     bot.sender.interaction(block_action(ActionId.EXTEND_APP.value, job.id, message_ts=notice["ts"]))
     said = bot.slack.wait_for(
-        lambda: [e for e in bot.slack.ephemeral if "only a live app" in str(e)]
+        lambda: [e for e in bot.slack.ephemeral if "only a live app" in str(e)], timeout=20
     )
     assert "Traceback" not in str(said)
     bot.wait_idle()
