@@ -10,7 +10,7 @@ export TRAINBOT_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:543
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(INSTALLED)
 
 system:

@@ -15,37 +15,96 @@
    (E2B) does: the time for the same jobs to go live. Target: two give at least 1.8x the
    throughput of one (a time ratio of at most 0.556).
 
+6. Model quality (bench/quality.py): TrainBot's live app against FLAML AutoML given the same
+   train rows, metric and wall time, on eleven open data sets. Target: at least 0.97 of
+   FLAML's score on every set, and a median ratio of at least 1.0.
+
 4 and 5 need PostgreSQL: TRAINBOT_TEST_POSTGRES_URL, or a postgresql DATABASE_URL.
 
-`python -m bench` prints a table and exits non-zero when a target is missed.
+`python -m bench [all|overhead|acks|start|queue|throughput|quality]` (all by default) prints
+a table and exits non-zero when a target is missed; `--budget` and `--sets` tune quality.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.cases import Row, ack_latency, job_start_latency, pipeline_overhead
+from bench.quality import DEFAULT_BUDGET, quality, quality_ready
+from bench.quality_data import SETS, BenchDataError
 from bench.workers import NeedsPostgres, queue_latency, require_postgres, worker_throughput
+from pipeline.budget import MAX_BUDGET, MIN_BUDGET
+
+# The cases that give one Row each, in the order `all` runs them; quality runs last.
+ROW_CASES: dict[str, Callable[[Path], Row]] = {
+    "overhead": pipeline_overhead,
+    "acks": ack_latency,
+    "start": job_start_latency,
+    "queue": queue_latency,
+    "throughput": worker_throughput,
+}
+QUALITY = "quality"
+NEEDS_POSTGRES = {"queue", "throughput"}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmarks, each against a reference in the same run."
+    )
+    parser.add_argument(
+        "case",
+        nargs="?",
+        default="all",
+        choices=["all", *ROW_CASES, QUALITY],
+        help="(default: all)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        metavar="SECONDS",
+        help=f"quality: each TrainBot job's training budget (default {DEFAULT_BUDGET})",
+    )
+    parser.add_argument(
+        "--sets",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        metavar="NAME,...",
+        help=f"quality: only these data sets ({', '.join(s.name for s in SETS)})",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not MIN_BUDGET <= args.budget <= MAX_BUDGET:
+        parser.error(f"--budget must be between {MIN_BUDGET} and {MAX_BUDGET} seconds")
+    chosen = [*ROW_CASES, QUALITY] if args.case == "all" else [args.case]
+    # What a case needs is checked before minutes of the other cases, not after.
     try:
-        require_postgres()  # before minutes of the other cases, not after
-    except NeedsPostgres as error:
+        if NEEDS_POSTGRES & set(chosen):
+            require_postgres()
+        if QUALITY in chosen:
+            quality_ready(args.sets)
+    except (NeedsPostgres, BenchDataError) as error:
         print(f"Cannot run the benchmarks: {error}.", file=sys.stderr)
         return 2
-    rows = []
+    passed = True
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows.append(pipeline_overhead(root / "overhead"))
-        rows.append(ack_latency(root / "acks"))
-        rows.append(job_start_latency(root / "start"))
-        rows.append(queue_latency(root / "queue"))
-        rows.append(worker_throughput(root / "throughput"))
-    print(table(rows))
-    return 0 if all(row.passed for row in rows) else 1
+        rows = [ROW_CASES[name](root / name) for name in chosen if name in ROW_CASES]
+        if rows:
+            print(table(rows), flush=True)
+            passed = all(row.passed for row in rows)
+        if QUALITY in chosen:
+            report = quality(root / QUALITY, sets=args.sets, budget=args.budget)
+            print(report.table())
+            passed = passed and report.passed
+    return 0 if passed else 1
 
 
 def table(rows: list[Row]) -> str:

@@ -21,7 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.console import ConsoleDisplay
 from bot.settings import SlackSettings
+from bot.training_lines import (
+    CHOSEN_MARK,
+    importance_lines,
+    leaderboard_lines,
+    learned_heading,
+    tried_heading,
+)
 from pipeline.bootstrap import Services, bootstrap, build_engine
+from pipeline.budget import EXAMPLES, BudgetError, format_budget, parse_budget
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskType
 from pipeline.events import RecordingSink, StoredOnly
@@ -38,6 +46,7 @@ from pipeline.service import (
     lifetime,
 )
 from pipeline.settings import Settings
+from pipeline.training_report import MAX_CANDIDATES, MAX_IMPORTANCES, TrainingReport, report_of
 from storage import queries
 from storage.db import session_scope, upgrade
 from storage.models import TrainingJob
@@ -77,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--task", choices=[t.value for t in TaskType], help="override inference")
     run.add_argument("--ttl", type=int, help="seconds the live app stays up (TRAINBOT_APP_TTL)")
+    run.add_argument(
+        "--budget",
+        metavar="SECONDS",
+        help=f"how long the training search may take, such as {EXAMPLES} "
+        "(TRAINBOT_TRAIN_BUDGET_SECONDS)",
+    )
 
     for name, text in (
         ("status", "show a job"),
@@ -160,6 +175,10 @@ def _first_line(error: Exception) -> str:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    budget, problem = run_budget(args.budget, settings)
+    if problem:  # before anything starts: a typo costs no sandbox
+        err.print(problem, markup=False)
+        return EXIT_USAGE
     with ConsoleDisplay(out) as display:
         services = bootstrap(settings, sink=display)
         ttl, problem = run_lifetime(args.ttl, settings.app_ttl, services.deps.sandboxes)
@@ -177,6 +196,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             requested_by="cli",
             origin="cli",
             ttl_seconds=ttl,
+            time_budget_seconds=budget,
         )
         jobs = JobService.of(services)
         job = jobs.submit(request).job
@@ -200,6 +220,22 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     _print_live(job)
     return _serve_until_done(services, job)
+
+
+def run_budget(text: str | None, settings: Settings) -> tuple[int | None, str | None]:
+    """Seconds of training search `--budget` asks for (None: not given, the default), or what
+    is wrong with it, naming the range this machine's settings allow."""
+    if text is None:
+        return None, None
+    try:
+        seconds = parse_budget(text)
+    except BudgetError as error:
+        problem = str(error)
+    else:
+        problem = settings.train_budgets.problem(seconds) or ""
+        if not problem:
+            return seconds, None
+    return None, f"--budget: {problem}."
 
 
 def run_lifetime(
@@ -303,6 +339,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         ("data set", job.dataset_source),
         ("target", job.target_column or "-"),
         ("task", job.task_type or "-"),
+        ("budget", _budget(job, settings)),
         ("elapsed", _elapsed(job)),
     ]
     if job.metrics:
@@ -346,7 +383,8 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
-    for event in _reader(settings).logs(args.job).events:
+    events = _reader(settings).logs(args.job).events
+    for event in events:
         prefix = "   " if event.kind == "log" else f"{event.kind:>8}"
         out.print(f"{event.at:%H:%M:%S} {prefix} [{event.stage}] {event.message}", markup=False)
         detail = event.data.get("detail") if isinstance(event.data, dict) else None
@@ -354,7 +392,23 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             out.print(
                 "\n".join(f"{'':>22}{line}" for line in str(detail).splitlines()), markup=False
             )
+    report = report_of(events)
+    if report is not None:
+        _print_report(report)
     return 0
+
+
+def _print_report(report: TrainingReport) -> None:
+    """What the latest training tried and learned: every candidate and importance kept."""
+    tried = leaderboard_lines(report, MAX_CANDIDATES)
+    if tried:
+        chosen = f" ({CHOSEN_MARK} chosen)" if any(t.startswith(CHOSEN_MARK) for t in tried) else ""
+        out.print(f"\nWhat it tried: {tried_heading(report)}{chosen}", markup=False)
+        out.print("\n".join(f"  {line}" for line in tried), markup=False)
+    learned = importance_lines(report, MAX_IMPORTANCES)
+    if learned:
+        out.print(f"\nWhat it learned: {learned_heading(report)}", markup=False)
+        out.print("\n".join(f"  {line}" for line in learned), markup=False)
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -481,6 +535,13 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(build_engine(settings, migrate=False))
     out.print("Database is up to date.")
     return 0
+
+
+def _budget(job: TrainingJob, settings: Settings) -> str:
+    if job.time_budget_seconds is not None:
+        return f"{format_budget(job.time_budget_seconds)} of training search"
+    default = format_budget(settings.train_budgets.default)
+    return f"the default ({default} of training search here)"
 
 
 def _elapsed(job: TrainingJob) -> str:

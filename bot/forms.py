@@ -11,6 +11,7 @@ from typing import Any
 from bot.ids import ActionId, BlockId
 from bot.limits import AUTO_TASK, MAX_NAME, TASK_CHOICES
 from bot.text import format_lifetime
+from pipeline.budget import BudgetRange, format_budget
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.errors import FetchError, UnsafeURLError
 from pipeline.limits import MAX_RESOURCES, MIN_APP_LIFETIME, capped_lifetime
@@ -30,6 +31,7 @@ class TrainRequest:
     dataset_source: str  # a built-in name, an http(s) URL, or "slack-file:<id>/<name>"
     target: str | None
     ttl_seconds: int
+    time_budget_seconds: int  # seconds of training search
     resources: list[str] = field(default_factory=list)
     task: str | None = None
     channel_id: str = ""
@@ -65,11 +67,13 @@ def parse_train_submission(
     max_upload_bytes: int,
     default_lifetime: int,
     max_lifetime: int | None,
+    budgets: BudgetRange,
 ) -> TrainRequest:
     """Raises FormErrors keyed by block id; each message says what to change.
 
     `max_lifetime` is the sandbox provider's cap (None: no cap); no lifetime chosen means
-    `default_lifetime`, capped to it.
+    `default_lifetime`, capped to it. `budgets` are the training times the settings allow;
+    none chosen means their default.
     """
     values = view.get("state", {}).get("values", {})
     errors: dict[str, str] = {}
@@ -131,6 +135,9 @@ def parse_train_submission(
     ttl_seconds, ttl_problem = _lifetime(values, default_lifetime, max_lifetime)
     if ttl_problem:
         errors[BlockId.TTL] = ttl_problem
+    budget, budget_problem = _budget(values, budgets)
+    if budget_problem:
+        errors[BlockId.BUDGET] = budget_problem
 
     if errors:
         raise FormErrors(errors)
@@ -142,6 +149,7 @@ def parse_train_submission(
         resources=resources,
         task=None if task == AUTO_TASK else task,
         ttl_seconds=ttl_seconds,
+        time_budget_seconds=budget,
         channel_id=str(parse_private_metadata(view).get("channel_id", "")),
         user_id=user_id,
         request_key=request_key(view),
@@ -210,6 +218,24 @@ def _lifetime(
             "pick a shorter time."
         )
     return seconds, None
+
+
+def _budget(values: dict[str, Any], budgets: BudgetRange) -> tuple[int, str | None]:
+    """Seconds of training search, or a field error. As with lifetimes, one the settings no
+    longer allow (a form opened before they changed) is refused, so the person picks again."""
+    chosen = _selected(values, BlockId.BUDGET, ActionId.BUDGET)
+    if chosen is None:
+        return budgets.default, None
+    try:
+        seconds = int(chosen)
+    except ValueError:
+        return 0, "Pick one of the listed training times."
+    if budgets.problem(seconds) is None:
+        return seconds, None
+    if budgets.most is not None and seconds > budgets.most:
+        most = format_budget(budgets.most)
+        return 0, f"Training may take at most {most} here; pick a shorter time."
+    return 0, "Pick one of the listed training times."
 
 
 def _check_resources(resources: list[str]) -> str | None:

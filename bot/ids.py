@@ -22,6 +22,7 @@ class BlockId(enum.StrEnum):
     RESOURCES = "resources"
     TASK = "task"
     TTL = "ttl"
+    BUDGET = "budget"
     CARD_ACTIONS = "job_card_actions"
     EXPIRY_ACTIONS = "expiry_notice_actions"
 
@@ -36,6 +37,7 @@ class ActionId(enum.StrEnum):
     RESOURCES = "resources_input"
     TASK = "task_select"
     TTL = "ttl_select"
+    BUDGET = "budget_select"
     CANCEL_JOB = "cancel_job"
     RETRY_JOB = "retry_job"
     OPEN_APP = "open_live_app"

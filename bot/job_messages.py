@@ -26,10 +26,11 @@ from bot.slack_lanes import ChannelPacer
 from bot.snapshot import STAGE_TITLES, JobSnapshot, load_snapshot
 from pipeline.events import EventKind
 from pipeline.limits import FAILURE_LOG_LINES
+from pipeline.training_report import report_of
 from storage import queries
 from storage.db import session_scope
 from storage.models import JobEvent
-from storage.states import ACTIVE, TERMINAL, JobStatus
+from storage.states import ACTIVE, TERMINAL, JobStatus, Stage
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class JobMessenger:
         elif kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
             summary = card.stage_notes.get(event.stage, "done")
             self._reply(card, blocks.stage_reply(event.stage, STAGE_TITLES[event.stage], summary))
+            if event.stage == Stage.TRAIN.value:
+                self._training_report(card, event)
         elif kind == EventKind.WARNING:
             self._reply(card, blocks.warning_reply(event.message))
         elif kind == EventKind.EXPIRING:
@@ -154,6 +157,16 @@ class JobMessenger:
             self._upload_chart(event.job_id, card, snap)
         else:
             self._reply(card, blocks.note_reply(event.message))
+
+    def _training_report(self, card: _Card, finished: JobEvent) -> None:
+        """What the training that just finished tried and learned, when train.py said so.
+        Read from the stored events, not this process's memory: another notifier may have
+        shown the events before this one."""
+        with session_scope(self.engine) as session:
+            progress = queries.list_events(session, job_id=finished.job_id, kinds=["progress"])
+        report = report_of(e for e in progress if e.id is not None and e.id < (finished.id or 0))
+        if report is not None:
+            self._reply(card, blocks.training_reply(report))
 
     def _expiring(self, card: _Card, event: JobEvent) -> None:
         try:

@@ -20,6 +20,8 @@ TASK_CHOICES: tuple[tuple[str, str], ...] = (
 )
 # Seconds the live app may stay up; the form offers those the sandbox provider can serve.
 LIFETIMES: tuple[int, ...] = (900, 3600, 14400, 86400)
+# Seconds of training search the form offers (those the training timeout leaves room for).
+BUDGETS: tuple[int, ...] = (30, 60, 120, 300, 600)
 
 
 def lifetime_choices(*, default: int, max_lifetime: int | None) -> list[int]:
@@ -29,4 +31,11 @@ def lifetime_choices(*, default: int, max_lifetime: int | None) -> list[int]:
     one of the usual lifetimes is still offered when it is the default.
     """
     usual = {s for s in LIFETIMES if max_lifetime is None or s <= max_lifetime}
+    return sorted(usual | {default})
+
+
+def budget_choices(*, default: int, most: int | None) -> list[int]:
+    """The training budgets the form offers: the usual ones up to `most` (what the training
+    timeout leaves room for), and the default, which the settings keep within it."""
+    usual = {s for s in BUDGETS if most is not None and s <= most}
     return sorted(usual | {default})

@@ -14,6 +14,7 @@ from bot.limits import LOG_LINES_SHOWN
 from bot.notifier import SlackNotifier
 from bot.settings import SlackSettings
 from bot.snapshot import JobSnapshot, build_snapshot
+from pipeline.budget import BudgetRange
 from pipeline.service import JobDetail, JobRequest, JobService, ServiceError, Submitted
 from storage.models import SHORT_ID_LENGTH, TrainingJob
 from storage.states import ACTIVE, JobStatus
@@ -62,6 +63,12 @@ class BotContext:
         return extend_hours(self.max_lifetime)
 
     @property
+    def budgets(self) -> BudgetRange:
+        """The training times the form offers and accepts (TRAINBOT_TRAIN_BUDGET_SECONDS
+        within what TRAINBOT_TRAIN_TIMEOUT leaves room for)."""
+        return self.jobs.budgets
+
+    @property
     def default_lifetime(self) -> int:
         """TRAINBOT_APP_TTL; the form and the parser cap it to `max_lifetime`."""
         return self.jobs.default_lifetime
@@ -90,6 +97,7 @@ def submit_training(
             requested_by=request.user_id,
             channel_id=request.channel_id or request.user_id,
             ttl_seconds=request.ttl_seconds,
+            time_budget_seconds=request.time_budget_seconds,
             origin="slack",
             request_key=request.request_key or None,
             team_id=context.get("team_id"),

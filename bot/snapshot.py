@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.service import SUMMARY_KINDS
+from pipeline.training_report import TrainingReport, report_of
 from storage import queries, queue
 from storage.models import JobEvent, TrainingJob
 
@@ -50,6 +51,10 @@ class JobSnapshot:
     # A queued job: how many queued jobs are before it (None: a worker has it, or not queued).
     queue_ahead: int | None = None
     wait_reason: str | None = None  # why a queued job waits although a worker looked
+    # Seconds of training search: what the worker granted once training started, before
+    # that what the submitter chose (None: the default, not known yet).
+    budget_seconds: float | None = None
+    report: TrainingReport | None = None  # what its latest training tried and learned
 
     @property
     def elapsed_seconds(self) -> int:
@@ -81,10 +86,15 @@ def build_snapshot(
     states: dict[str, str] = {}
     note = ""
     warnings = 0
-    for event in events:
+    budget: float | None = job.time_budget_seconds
+    started_over = 0  # events before this one belong to an earlier run of the job
+    for position, event in enumerate(events):
+        granted = event.data.get("time_budget_seconds")
+        if isinstance(granted, int | float) and not isinstance(granted, bool):
+            budget = granted
         if event.data.get("status") == "queued":
             # Handed back to the queue (its worker stopped): it starts again from the start.
-            states, note = {}, ""
+            states, note, started_over = {}, "", position
         if event.stage in _STAGE_NAMES:
             if event.kind == "started":
                 states[event.stage] = "running"
@@ -126,6 +136,8 @@ def build_snapshot(
         attempt=job.attempt,
         queue_ahead=queue_ahead,
         wait_reason=job.wait_reason if job.status == "queued" else None,
+        budget_seconds=budget,
+        report=report_of(events[started_over:]),
     )
 
 

@@ -141,6 +141,8 @@ def job_status(job: TrainingJob, model_name: str | None) -> dict[str, Any]:
         "status": job.status,
         "stage": job.stage,
         "attempt": job.attempt,
+        # Seconds of training search the submitter chose; null: the worker's default.
+        "time_budget_seconds": job.time_budget_seconds,
         "deployment_url": job.deployment_url,
         "metrics": job.metrics,
         "error": job.error,

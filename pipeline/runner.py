@@ -9,13 +9,14 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from pipeline.budget import format_budget
 from pipeline.cancel import CancelToken
 from pipeline.codegen.base import CodeFailure, CodeGenerator, GeneratedCode, TaskType
 from pipeline.codegen.template import TemplateGenerator
@@ -33,6 +34,7 @@ from pipeline.stages.dataset import LoadedDataset, load_dataset
 from pipeline.stages.deploy import Deployment, deploy_app
 from pipeline.stages.resources import fetch_resources
 from pipeline.stages.train import install_requirements, run_training, upload_job_files
+from pipeline.training_report import clean_importances, clean_metrics
 from storage import queries
 from storage.db import session_scope
 from storage.models import TrainingJob
@@ -195,6 +197,7 @@ class _Attempt:
             )
             for warning in dataset.warnings:
                 emit(EventKind.WARNING, Stage.DATASET, warning)
+            dataset = self._with_budget(dataset)
             spec = dataset.spec
             self._update(task_type=spec.task.value, target_column=spec.target)
             self._progress(
@@ -271,6 +274,12 @@ class _Attempt:
             # Packages first: the user's data is not in the sandbox while pip has the network.
             install_requirements(self.sandbox, code.requirements, timeout=settings.train_timeout)
             upload_job_files(self.sandbox, code, dataset.spec, dataset.data_path)
+            budget = dataset.spec.time_budget_seconds
+            self._progress(
+                f"training budget: {format_budget(budget)} "
+                f"(time limit {format_budget(settings.train_timeout)})",
+                time_budget_seconds=budget,
+            )
             outcome = run_training(
                 self.sandbox,
                 timeout=settings.train_timeout,
@@ -278,7 +287,9 @@ class _Attempt:
                 on_output=lambda line: self.recorder.emit(EventKind.LOG, Stage.TRAIN, line),
                 should_stop=self.token.is_cancelled,
             )
-            metrics = outcome.metrics
+            # What train.py tried and learned is optional and may be malformed (LLM code):
+            # only its valid, capped form is stored and published.
+            metrics = clean_metrics(outcome.metrics)
             self._update(metrics=metrics, artifacts=outcome.artifacts)
             if metrics["score"] <= metrics["baseline"]:
                 self.recorder.emit(
@@ -287,12 +298,25 @@ class _Attempt:
                     f"the model's {metrics['metric']} {metrics['score']:.3f} does not beat the "
                     f"baseline's {metrics['baseline']:.3f}; the data may not hold enough signal",
                 )
+            for warning in metrics.get("warnings", []):
+                self.recorder.emit(EventKind.WARNING, Stage.TRAIN, warning)
+            # The report's one event: the thread, `trainbot logs` and /train logs read it.
             self._progress(
                 f"test {metrics['metric']} {metrics['score']:.3f} "
                 f"(baseline {metrics['baseline']:.3f})",
                 metrics=metrics,
+                importances=clean_importances(outcome.schema),
             )
         return metrics
+
+    def _with_budget(self, dataset: LoadedDataset) -> LoadedDataset:
+        """The data set's spec with the job's training budget: the submitter's, within what
+        this worker's TRAINBOT_TRAIN_TIMEOUT leaves room for (the timeout is the limit, so a
+        budget is never granted that the timeout would cut short)."""
+        budget, lowered = self.deps.settings.train_budgets.granted(self.job.time_budget_seconds)
+        if lowered:
+            self.recorder.emit(EventKind.WARNING, Stage.DATASET, lowered)
+        return replace(dataset, spec=replace(dataset.spec, time_budget_seconds=float(budget)))
 
     def _deploy(self, dataset: LoadedDataset) -> Deployment:
         assert self.sandbox is not None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from pipeline.budget import DEFAULT_BUDGET, MAX_BUDGET, BudgetRange
 from pipeline.errors import PipelineError
 from pipeline.events import EventKind
 from pipeline.expiry import EARLY_STOP_TOLERANCE
@@ -67,6 +68,10 @@ class LifetimeRefused(ServiceError):
         self.most = most  # the provider's cap, when that is what was passed
 
 
+class BudgetRefused(ServiceError):
+    """A training budget out of the range this service's settings allow."""
+
+
 class SandboxControl(Protocol):
     """The sandbox provider, as the use cases need it: any process can extend or stop an
     app by its sandbox id (pipeline.sandbox.base.SandboxProvider implements it)."""
@@ -105,6 +110,7 @@ class JobRequest:
     resources: Sequence[str] = ()
     channel_id: str | None = None
     ttl_seconds: int | None = None  # None: the default lifetime, capped to the provider's
+    time_budget_seconds: int | None = None  # None: the worker's TRAINBOT_TRAIN_BUDGET_SECONDS
     request_key: str | None = None  # the same key twice is one job (a redelivered form)
     team_id: str | None = None  # the Slack workspace asking (None: the CLI)
     enterprise_id: str | None = None
@@ -174,6 +180,8 @@ class JobService:
     # None: every job (the CLI and the operator's API).
     team_id: str | None = None
     enterprise_id: str | None = None
+    # The training budgets a submitter may choose (TRAINBOT_TRAIN_TIMEOUT bounds them).
+    budgets: BudgetRange = BudgetRange(default=DEFAULT_BUDGET, most=MAX_BUDGET)
 
     @classmethod
     def of(cls, services: Services, *, min_prefix: int = queries.MIN_ID_PREFIX) -> JobService:
@@ -183,6 +191,7 @@ class JobService:
             default_lifetime=services.settings.app_ttl,
             local=services.worker,
             min_prefix=min_prefix,
+            budgets=services.settings.train_budgets,
         )
 
     @classmethod
@@ -222,6 +231,10 @@ class JobService:
         event and wakes the workers in the same transaction."""
         self._writes()
         life = self.lifetime(request.ttl_seconds)
+        budget = request.time_budget_seconds
+        problem = self.budgets.problem(budget) if budget is not None else None
+        if problem:
+            raise BudgetRefused(problem)
         job, created = create_job_once(
             self.engine,
             name=request.name,
@@ -235,6 +248,7 @@ class JobService:
             team_id=request.team_id,
             enterprise_id=request.enterprise_id,
             ttl_seconds=life.seconds,
+            time_budget_seconds=budget,
             origin=request.origin,
             request_key=request.request_key,
         )

@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.budget import (
+    MAX_BUDGET,
+    MIN_BUDGET,
+    BudgetRange,
+    budget_range,
+    format_budget,
+    largest_budget,
+    timeout_needed,
+)
 from pipeline.codegen import groq_models
 from pipeline.limits import MIN_APP_LIFETIME
 
@@ -65,10 +75,47 @@ class Settings(BaseSettings):
     # How long before a live app stops its thread is told, with an Extend button.
     expiry_notice_seconds: int = Field(default=600, ge=0, alias="TRAINBOT_EXPIRY_NOTICE_SECONDS")
     train_timeout: int = Field(default=900, ge=5, alias="TRAINBOT_TRAIN_TIMEOUT")
+    # Seconds of training search a job gets unless its submitter chose (`trainbot run
+    # --budget`, the form's "Training time"). Unset: 60, or less when TRAINBOT_TRAIN_TIMEOUT
+    # leaves no room for it (see `train_budgets`). Declared after train_timeout: checked
+    # against it.
+    train_budget_seconds: int | None = Field(
+        default=None, ge=MIN_BUDGET, le=MAX_BUDGET, alias="TRAINBOT_TRAIN_BUDGET_SECONDS"
+    )
     app_start_timeout: int = Field(default=60, ge=2, alias="TRAINBOT_APP_START_TIMEOUT")
     max_dataset_mb: int = Field(default=100, ge=1, alias="TRAINBOT_MAX_DATASET_MB")
     sandbox_memory_mb: int = Field(default=4096, ge=256, alias="TRAINBOT_SANDBOX_MEMORY_MB")
     public_host: str = Field(default="127.0.0.1", alias="TRAINBOT_PUBLIC_HOST")
+
+    @field_validator("train_budget_seconds")
+    @classmethod
+    def _budget_fits_the_timeout(cls, budget: int | None, info: ValidationInfo) -> int | None:
+        """A budget set on purpose that training could not finish in is the operator's
+        mistake: said at start, not shortened in every job without a word."""
+        timeout = info.data.get("train_timeout")
+        if budget is None or not isinstance(timeout, int):
+            return budget
+        most = largest_budget(timeout)
+        if most is not None and budget <= most:
+            return budget
+        lower = f", or lower the budget to at most {most} ({format_budget(most)})" if most else ""
+        raise PydanticCustomError(
+            "budget_does_not_fit",
+            "{budget} s does not fit in TRAINBOT_TRAIN_TIMEOUT={timeout}: training needs time "
+            "beyond its search to refit, score and save the model; raise TRAINBOT_TRAIN_TIMEOUT "
+            "to at least {needed}{lower}",
+            {
+                "budget": budget,
+                "timeout": timeout,
+                "needed": timeout_needed(budget),
+                "lower": lower,
+            },
+        )
+
+    @property
+    def train_budgets(self) -> BudgetRange:
+        """The training budgets a job may ask for here, and the one it gets by default."""
+        return budget_range(train_timeout=self.train_timeout, default=self.train_budget_seconds)
 
     @property
     def codegen_choice(self) -> str:

@@ -91,6 +91,9 @@ class TrainingJob(SQLModel, table=True):
     card_channel_id: str | None = Field(default=None, max_length=50)
     card_ts: str | None = Field(default=None, max_length=32)
     ttl_seconds: int = Field(default=3600)
+    # Seconds of training search the submitter chose (task.json's time_budget_seconds), so a
+    # worker in another process runs the job as asked; None: the worker's default.
+    time_budget_seconds: int | None = Field(default=None)
     codegen_provider: str | None = Field(default=None, max_length=32)
     sandbox_provider: str | None = Field(default=None, max_length=32)
     sandbox_id: str | None = Field(default=None, max_length=200)

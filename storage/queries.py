@@ -55,6 +55,7 @@ def create_job(
     team_id: str | None = None,
     enterprise_id: str | None = None,
     ttl_seconds: int = 3600,
+    time_budget_seconds: int | None = None,
     origin: str = "cli",
     request_key: str | None = None,
 ) -> TrainingJob:
@@ -92,6 +93,7 @@ def create_job(
         team_id=team_id,
         enterprise_id=enterprise_id,
         ttl_seconds=ttl_seconds,
+        time_budget_seconds=time_budget_seconds,
         origin=origin,
         request_key=request_key,
     )
@@ -145,6 +147,7 @@ def create_retry(
         team_id=old.team_id,
         enterprise_id=old.enterprise_id,
         ttl_seconds=old.ttl_seconds,
+        time_budget_seconds=old.time_budget_seconds,
         origin=origin or old.origin,
     )
     session.add(job)

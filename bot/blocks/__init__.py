@@ -1,9 +1,9 @@
 """Every Block Kit payload TrainBot sends, as pure functions: data in, plain dicts out.
 
 One module per surface: the `/train` form (modal), the job card (card), thread replies
-(replies), subcommand answers (answers) and the App Home (home). User-provided text
-(model names, notes, errors, logs) is escaped and every builder keeps to Slack's limits by
-truncating, never by raising.
+(replies), what training tried and learned (training), subcommand answers (answers) and the
+App Home (home). User-provided text (model names, notes, errors, logs) is escaped and every
+builder keeps to Slack's limits by truncating, never by raising.
 """
 
 from bot.blocks.answers import (
@@ -28,6 +28,7 @@ from bot.blocks.replies import (
     warning_reply,
 )
 from bot.blocks.status import STATUS_EMOJI, STATUS_LABEL
+from bot.blocks.training import training_reply
 
 __all__ = [
     "STATUS_EMOJI",
@@ -50,5 +51,6 @@ __all__ = [
     "stage_reply",
     "status_message",
     "train_modal",
+    "training_reply",
     "warning_reply",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.blocks.base import MAX_MESSAGE_BLOCKS, MAX_SECTION, Message, context, make_message, section
 from bot.blocks.status import emoji, label, model_name, reason, stage_title
+from bot.blocks.training import full_training_blocks
 from bot.ids import TRAIN_COMMAND
 from bot.snapshot import JobSnapshot
 from bot.text import (
@@ -19,6 +20,7 @@ from bot.text import (
     link,
     slack_date,
 )
+from pipeline.budget import format_budget
 from storage.states import ACTIVE, JobStatus
 
 HELP_LINES = (
@@ -58,6 +60,8 @@ def status_message(snap: JobSnapshot) -> Message:
     )
     if snap.note and snap.status in ACTIVE:
         facts.append(f"*Latest:* {escape(snap.note, 300)}")
+    if snap.budget_seconds is not None:
+        facts.append(f"*Training budget:* {format_budget(snap.budget_seconds)}")
     metric = format_metric(snap.metrics)
     if metric:
         facts.append(f"*Metric:* {escape(metric, 200)}")
@@ -116,14 +120,16 @@ def list_message(
 
 
 def logs_message(snap: JobSnapshot, lines: Sequence[str], total: int) -> Message:
-    """The end of a job's log, as much as fits in one section."""
+    """The end of a job's log, as much as fits in one section, then what training tried
+    and learned when it said so."""
     title = f"📜 Log of *{model_name(snap, 100)}* {code(snap.short_id, 40)}"
+    report = full_training_blocks(snap.report) if snap.report is not None else []
     if not lines:
         text = f"{title}: no log lines yet."
-        return make_message(text, [section(text)])
+        return make_message(text, [section(text), *report])
     block, shown = code_block(lines, MAX_SECTION)
     head = f"{title} — showing the last {shown} of {max(total, shown)} lines"
-    return make_message(head, [section(head), section(block)])
+    return make_message(head, [section(head), section(block), *report])
 
 
 def error_message(text: str) -> Message:

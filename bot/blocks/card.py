@@ -18,6 +18,7 @@ from bot.text import (
     truncate,
     user_ref,
 )
+from pipeline.budget import format_budget
 from storage.states import ACTIVE, JobStatus
 
 STAGE_MARK = {"done": "✓", "running": "🔄", "failed": "✗"}
@@ -83,6 +84,8 @@ def _details(snap: JobSnapshot) -> list[str]:
     if snap.attempt > 1:
         job += f" · attempt {snap.attempt}"
     details = [f"Started by {user_ref(snap.requested_by)}", data, elapsed, job]
+    if snap.budget_seconds is not None:
+        details.append(f"Training budget: {format_budget(snap.budget_seconds)}")
     if snap.warnings:
         details.append(f"⚠️ {snap.warnings} warning{'s' if snap.warnings != 1 else ''} in thread")
     return details

@@ -9,8 +9,9 @@ from typing import Any
 
 from bot.blocks.base import MAX_OPTIONS, context, option, plain
 from bot.ids import ActionId, BlockId, CallbackId
-from bot.limits import AUTO_TASK, MAX_NAME, TASK_CHOICES, lifetime_choices
+from bot.limits import AUTO_TASK, MAX_NAME, TASK_CHOICES, budget_choices, lifetime_choices
 from bot.text import format_lifetime, safe_url
+from pipeline.budget import BudgetRange, format_budget
 from pipeline.limits import capped_lifetime
 
 
@@ -26,6 +27,7 @@ class TrainFormValues:
     resources: str = ""
     task: str = AUTO_TASK
     ttl: int | None = None  # seconds; None (or one the provider cannot serve): the default
+    budget: int | None = None  # training seconds; None (or one not offered): the default
 
 
 def _input(
@@ -107,6 +109,20 @@ def _lifetime_input(chosen: int | None, default: int, max_lifetime: int | None) 
     )
 
 
+def _budget_input(chosen: int | None, budgets: BudgetRange) -> dict[str, Any]:
+    seconds = budget_choices(default=budgets.default, most=budgets.most)
+    initial = chosen if chosen in seconds else budgets.default
+    choices = [
+        (str(s), format_budget(s) + (" (default)" if s == budgets.default else "")) for s in seconds
+    ]
+    return _input(
+        BlockId.BUDGET,
+        "Training time",
+        _select(ActionId.BUDGET, choices, str(initial), "Choose a training time"),
+        hint="how long the search for the best model may take; more time tries more models",
+    )
+
+
 def train_modal(
     *,
     channel_id: str,
@@ -114,12 +130,14 @@ def train_modal(
     max_upload_mb: int,
     default_lifetime: int,
     max_lifetime: int | None,
+    budgets: BudgetRange,
     values: TrainFormValues | None = None,
 ) -> dict[str, Any]:
     """The `/train` form. Without built-in data sets the `dataset` block is left out.
 
     Lifetimes are offered up to `max_lifetime`, the sandbox provider's cap (None: no cap);
-    a `default_lifetime` beyond it is shown as the cap.
+    a `default_lifetime` beyond it is shown as the cap. Training times are offered up to
+    what the training timeout leaves room for (`budgets`, from the settings).
     """
     v = values or TrainFormValues()
     blocks: list[dict[str, Any]] = [
@@ -192,6 +210,7 @@ def train_modal(
             "Task",
             _select(ActionId.TASK, TASK_CHOICES, v.task or AUTO_TASK, "Choose a task"),
         ),
+        _budget_input(v.budget, budgets),
         _lifetime_input(v.ttl, default_lifetime, max_lifetime),
     ]
     return {

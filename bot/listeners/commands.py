@@ -54,6 +54,7 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) 
         max_upload_mb=ctx.services.settings.max_dataset_mb,
         default_lifetime=ctx.default_lifetime,
         max_lifetime=ctx.max_lifetime,
+        budgets=ctx.budgets,
     )
     try:
         client.views_open(trigger_id=command.trigger_id, view=view)

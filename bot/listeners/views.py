@@ -25,6 +25,7 @@ def register(app: App, ctx: BotContext) -> None:
                 max_upload_bytes=ctx.max_upload_bytes,
                 default_lifetime=ctx.default_lifetime,
                 max_lifetime=ctx.max_lifetime,
+                budgets=ctx.budgets,
             )
         except FormErrors as invalid:
             ack(response_action="errors", errors=invalid.errors)

@@ -7,6 +7,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from pipeline.budget import DEFAULT_BUDGET
+
 
 class TaskType(enum.StrEnum):
     CLASSIFICATION = "classification"
@@ -36,6 +38,9 @@ class TaskSpec:
     n_rows: int
     sample_rows: list[dict[str, Any]]  # a handful of rows, never the whole data set
     classes: list[Any] = field(default_factory=list)
+    # Wall-time seconds the training search should spend, then stop (the job's budget; the
+    # runner sets it, so the default only serves specs built outside a job).
+    time_budget_seconds: float = float(DEFAULT_BUDGET)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,7 +1,7 @@
 """The contract between the pipeline and any generated code, template or LLM alike.
 
 The pipeline writes into the sandbox working directory:
-  task.json   TaskSpec.to_json_dict()
+  task.json   TaskSpec.to_json_dict(); spend about its "time_budget_seconds" on the search
   data.csv    the training data (held-out verification rows removed, headers trimmed)
   train.py / app.py and any other generated files
 
@@ -11,9 +11,14 @@ The pipeline writes into the sandbox working directory:
                  "n_train", "n_test", "extra": {name: value}}
                  `score` and `baseline` are measured on the same held-out test split;
                  higher is better for `metric` (accuracy for classification, r2 for regression).
+                 Optional: "cv_metric", "cv_score" (the chosen model's CV mean), "leaderboard":
+                 [{"model", "cv_score", "cv_std", "seconds", "note"?}] best first, <= 20;
+                 "warnings": [sentence]; "budget_seconds", "seconds"; "threshold" (binary).
   schema.json   {"target", "task", "features": [{"name", "type", "choices"?, "example"?,
                  "min"?, "max"?}], "classes", "metrics", "dropped": [{"name", "reason"}]}
                  feature "type" is one of "number", "category", "date", "bool".
+                 Optional: "importances": [{"name", "importance", "std"}] largest first
+                 (permutation importance of each feature on the test split).
   chart.png     confusion matrix (classification) or predicted-vs-actual (regression)
 
 `PORT=<n> python app.py` must serve on 0.0.0.0:$PORT (HOST overrides the address):
@@ -53,6 +58,8 @@ MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 SCHEMA_FILE = "schema.json"
 CHART_FILE = "chart.png"
+# The offline template's train.py imports its model search from this file beside it.
+SEARCH_MODULE = "model_search.py"
 
 # The live app's limits (stated in the docstring above; the template app carries a copy,
 # which tests/unit/test_template_codegen.py holds to these).

@@ -83,6 +83,8 @@ handle_unknown="ignore", model) that takes the raw feature columns, so app.py ca
 raw rows. Stratify the split for classification when every class has 2+ rows.
 - Compare against a Dummy baseline on the same held-out split. Use matplotlib with the Agg \
 backend. Print short progress lines; exit non-zero with a clear message if the data cannot be used.
+- Fit the search to the time budget, then stop. The leaderboard, warnings and importances \
+are optional: leave a key out rather than guess.
 app.py:
 - http.server.ThreadingHTTPServer (no web framework is installed); host from $HOST \
 (default 0.0.0.0), port from $PORT.
@@ -123,6 +125,7 @@ SHRINK_STEPS: tuple[dict[str, int], ...] = (
     {"previous": 6_000, "log": 1_500},
     {"previous": 3_000, "log": 1_000},
     {"previous": 1_500, "log": 600},
+    {"previous": 800, "log": 400},  # the free tier's 3,000 tokens, with the whole contract
     {"sample_rows": 5},
     {"sample_rows": 2},
     {"sample_rows": 0},
@@ -211,6 +214,7 @@ def task_summary(spec: TaskSpec) -> str:
     if spec.classes:
         lines.append(f"Classes: {clip(json.dumps(spec.classes, default=str), 1_000)}")
     lines.append(f"Data: {spec.data_file}, {spec.n_rows} rows, {len(spec.columns)} columns")
+    lines.append(f"Time budget of the model search: {spec.time_budget_seconds:g} seconds")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from pipeline.codegen.contract import (
     METRICS_FILE,
     MODEL_FILE,
     SCHEMA_FILE,
+    SEARCH_MODULE,
     TASK_FILE,
     TRAIN_SCRIPT,
 )
@@ -117,7 +118,8 @@ def _check_metrics(metrics: dict[str, Any]) -> None:
 def _collect(sandbox: Sandbox, artifacts_dir: Path) -> dict[str, str]:
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     collected: dict[str, str] = {}
-    for name in (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE, TRAIN_SCRIPT, "app.py"):
+    outputs = (MODEL_FILE, METRICS_FILE, SCHEMA_FILE, CHART_FILE, TRAIN_SCRIPT, "app.py")
+    for name in (*outputs, SEARCH_MODULE):  # the template's search, when it is there
         path = artifacts_dir / name
         try:
             sandbox.read_file_to(name, path)  # streamed to disk: a model may be large

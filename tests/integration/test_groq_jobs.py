@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.bootstrap import Services
 from pipeline.codegen.groq import GroqGenerator
-from pipeline.codegen.template import template_source
+from pipeline.codegen.template import template_files
 from pipeline.events import RecordingSink
 from storage import queries
 from storage.db import session_scope
@@ -28,7 +28,7 @@ from storage.states import JobStatus
 from tests.fakes.groq_api import FREE_TIER_TPM, FakeGroq, error_reply, files_reply, raw_reply
 from tests.support.pipeline import event_messages, make_settings, start_services, submit, wait_for
 
-GOOD = {"train.py": template_source("train.py"), "app.py": template_source("app.py")}
+GOOD = template_files()
 CRASHING_TRAIN = (
     "import pandas as pd\ndata = pd.read_csv('data.csv')\nraise KeyError('no column named price')\n"
 )

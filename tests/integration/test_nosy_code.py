@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pipeline.codegen.base import GeneratedCode, Resource, TaskSpec
-from pipeline.codegen.template import template_source
+from pipeline.codegen.template import template_files, template_source
 from pipeline.sandbox.local import LocalSandboxProvider
 from storage.db import make_engine, upgrade
 from storage.states import JobStatus
@@ -90,7 +90,7 @@ class NosyGenerator:
         self.app = app
 
     def generate(self, spec: TaskSpec, resources: list[Resource]) -> GeneratedCode:
-        files = {
+        files = template_files() | {
             "train.py": self.train or template_source("train.py"),
             "app.py": self.app or template_source("app.py"),
         }

@@ -29,6 +29,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "TRAINBOT_DATA_DIR": tmp_path / "data",
         "TRAINBOT_APP_TTL": 300,
         "TRAINBOT_TRAIN_TIMEOUT": 120,
+        # The least budget a job may have: jobs here test the pipeline, not the search
+        # (tests/integration/test_template_search.py and test_budget_*.py test that).
+        "TRAINBOT_TRAIN_BUDGET_SECONDS": 10,
         "TRAINBOT_APP_START_TIMEOUT": 20,
         # Explicit, so a key in the environment never switches a test to a cloud provider.
         "TRAINBOT_CODEGEN": "template",

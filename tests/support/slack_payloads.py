@@ -220,6 +220,7 @@ def train_form(**fields: Any) -> dict[str, dict[str, Any]]:
         BlockId.RESOURCES: (ActionId.RESOURCES, text_value),
         BlockId.TASK: (ActionId.TASK, select_value),
         BlockId.TTL: (ActionId.TTL, select_value),
+        BlockId.BUDGET: (ActionId.BUDGET, select_value),
     }
     values: dict[str, dict[str, Any]] = {}
     for block, (action, make) in kinds.items():

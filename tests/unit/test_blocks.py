@@ -18,6 +18,7 @@ from bot.blocks import Message
 from bot.ids import METADATA_EVENT_TYPE, ActionId, BlockId, CallbackId
 from bot.snapshot import STAGES
 from bot.text import clip_mrkdwn, code_block, escape, format_duration, format_metric, safe_url
+from pipeline.budget import BudgetRange
 from storage.states import RUNNING_STAGES, JobStatus
 from tests.fakes.slack_blocks_rules import message_block_errors, metadata_errors, view_errors
 from tests.support.snapshots import NOW, make_snapshot
@@ -32,6 +33,7 @@ MODAL_BLOCK_IDS = {
     "target",
     "resources",
     "task",
+    "budget",
     "ttl",
 }
 EVIL = "<!channel> & <@U999> <https://evil.example|click>"
@@ -149,6 +151,7 @@ def modal(**kwargs: Any) -> dict[str, Any]:
         "max_upload_mb": 20,
         "default_lifetime": 3600,
         "max_lifetime": None,
+        "budgets": BudgetRange(default=60, most=600),
     }
     args.update(kwargs)
     return blocks.train_modal(**args)
@@ -185,6 +188,7 @@ def test_modal_elements_have_the_right_types_and_ids() -> None:
         "target": ActionId.TARGET,
         "resources": ActionId.RESOURCES,
         "task": ActionId.TASK,
+        "budget": ActionId.BUDGET,
         "ttl": ActionId.TTL,
     }
     for block_id, action_id in expected_actions.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.codegen.base import CodeFailure, GeneratedCode, Resource, TaskSpec, TaskType
-from pipeline.codegen.template import TemplateGenerator, template_source
+from pipeline.codegen.template import TemplateGenerator, template_files
 from pipeline.errors import CodegenError, CodegenUnavailable, InvalidCode
 from pipeline.events import EventKind
 from pipeline.stages.codegen import CodeAuthor
@@ -20,7 +20,7 @@ SPEC = TaskSpec(
     n_rows=10,
     sample_rows=[],
 )
-GOOD = {"train.py": template_source("train.py"), "app.py": template_source("app.py")}
+GOOD = template_files()
 
 Answer = GeneratedCode | Exception
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pipeline.codegen.checks import check_code
-from pipeline.codegen.template import template_source
+from pipeline.codegen.template import template_files
 from pipeline.errors import InvalidCode
 
-GOOD = {"train.py": template_source("train.py"), "app.py": template_source("app.py")}
+GOOD = template_files()
 
 
 def test_the_template_passes() -> None:

@@ -10,15 +10,21 @@ from bot import blocks
 from bot.forms import FormErrors, TrainRequest, parse_train_submission
 from bot.ids import BlockId
 from bot.limits import TASK_CHOICES
+from pipeline.budget import BudgetRange
 from pipeline.limits import MAX_RESOURCES
 from pipeline.netguard import UrlGuard
 from tests.support.slack_payloads import train_form, view_submission
 
 MB = 1024 * 1024
+BUDGETS = BudgetRange(default=60, most=600)  # what the default settings allow
 
 
 def parse(
-    *, default_lifetime: int = 3600, max_lifetime: int | None = None, **fields: Any
+    *,
+    default_lifetime: int = 3600,
+    max_lifetime: int | None = None,
+    budgets: BudgetRange = BUDGETS,
+    **fields: Any,
 ) -> TrainRequest:
     fields.setdefault("name", "iris model")
     fields.setdefault("dataset", "iris")
@@ -28,6 +34,7 @@ def parse(
         max_upload_mb=10,
         default_lifetime=default_lifetime,
         max_lifetime=max_lifetime,
+        budgets=budgets,
     )
     submitted = view_submission(view, train_form(**fields))["view"]
     return parse_train_submission(
@@ -37,6 +44,7 @@ def parse(
         max_upload_bytes=10 * MB,
         default_lifetime=default_lifetime,
         max_lifetime=max_lifetime,
+        budgets=budgets,
     )
 
 

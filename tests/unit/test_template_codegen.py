@@ -17,10 +17,11 @@ from pipeline.codegen.contract import (
     MODEL_FILE,
     REQUIRED_SOURCES,
     SCHEMA_FILE,
+    SEARCH_MODULE,
     TASK_FILE,
     TRAIN_SCRIPT,
 )
-from pipeline.codegen.template import TemplateGenerator
+from pipeline.codegen.template import TEMPLATE_FILES, TemplateGenerator
 
 # What the sandbox offers the generated scripts besides the standard library.
 SANDBOX_PACKAGES = {"numpy", "pandas", "sklearn", "joblib", "matplotlib"}
@@ -52,17 +53,18 @@ def test_generator_identifies_itself(generated: GeneratedCode) -> None:
     assert generated.requirements == []
 
 
-def test_returns_both_required_scripts(generated: GeneratedCode) -> None:
-    assert set(generated.files) == set(REQUIRED_SOURCES)
+def test_returns_the_required_scripts_and_the_search_module(generated: GeneratedCode) -> None:
+    assert set(generated.files) == {*REQUIRED_SOURCES, SEARCH_MODULE}
+    assert set(generated.files) == set(TEMPLATE_FILES)
     assert all(source.strip() for source in generated.files.values())
 
 
-@pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
+@pytest.mark.parametrize("file_name", TEMPLATE_FILES)
 def test_scripts_compile(generated: GeneratedCode, file_name: str) -> None:
     compile(generated.files[file_name], file_name, "exec")
 
 
-@pytest.mark.parametrize("file_name", REQUIRED_SOURCES)
+@pytest.mark.parametrize("file_name", TEMPLATE_FILES)
 def test_scripts_import_only_what_the_sandbox_has(generated: GeneratedCode, file_name: str) -> None:
     tree = ast.parse(generated.files[file_name])
     imported: set[str] = set()
@@ -71,7 +73,7 @@ def test_scripts_import_only_what_the_sandbox_has(generated: GeneratedCode, file
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
-    outside = imported - ALLOWED_IMPORTS
+    outside = imported - ALLOWED_IMPORTS - {SEARCH_MODULE.removesuffix(".py")}
     assert not outside, f"{file_name} imports {outside}, which the sandbox does not have"
 
 

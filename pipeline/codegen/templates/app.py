@@ -45,6 +45,7 @@ BODY_SECONDS = 30  # the longest a whole body may take, however it trickles in
 SHOWN_CHARS = 200  # of anything the client sent that an error message quotes
 
 TOP_CLASSES = 5
+TOP_FEATURES = 8  # bars under "What matters most"
 TRUE_WORDS = {"true", "yes", "y", "t", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "f", "0", "off"}
 # What the standard library's own refusals say instead of its HTML pages (see Handler.send_error).
@@ -358,6 +359,17 @@ summary { cursor:pointer; color:var(--muted); font-size:13px; }
 pre { background:#0f172a; color:#e2e8f0; padding:12px; border-radius:8px; overflow:auto;
   font-size:12px; }
 .muted { color:var(--muted); font-size:13px; }
+.matters { margin-top:22px; border-top:1px solid var(--line); padding-top:18px; }
+.matters h2 { margin-bottom:4px; }
+.matters ol { list-style:none; margin:12px 0 0; padding:0; display:flex; flex-direction:column;
+  gap:8px; }
+.matters li { display:grid; grid-template-columns:minmax(0,2fr) minmax(0,3fr) auto; gap:10px;
+  align-items:center; font-size:13px; }
+.matters .feature { overflow-wrap:anywhere; }
+.matters .track { height:10px; background:var(--accent-soft); border-radius:99px;
+  overflow:hidden; }
+.matters .fill { display:block; height:100%; background:var(--accent); border-radius:99px; }
+.matters .amount { color:var(--muted); font-variant-numeric:tabular-nums; }
 """
 
 SCRIPT = """
@@ -499,6 +511,48 @@ def result_html(result: dict[str, Any] | None, error: str | None, target: str) -
     return "".join(parts)
 
 
+def importances(schema: dict[str, Any]) -> list[tuple[str, float]]:
+    """schema["importances"] as (feature, importance), largest first; entries that are not
+    a name and a finite number are left out, as is the whole when it is not a list."""
+    found = schema.get("importances")
+    pairs = []
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, dict):
+            continue
+        name, value = item.get("name"), item.get("importance")
+        if not isinstance(name, str) or not name.strip() or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            pairs.append((name, float(value)))
+    return sorted(pairs, key=lambda pair: -pair[1])[:TOP_FEATURES]
+
+
+def bar_percent(value: float, top: float) -> float:
+    return max(0.0, value / top * 100) if top > 0 else 0.0
+
+
+def importance_html(schema: dict[str, Any], metric_name: str) -> str:
+    """Bars for the features whose shuffling hurt the test score most ("" without any)."""
+    pairs = importances(schema)
+    if not pairs:
+        return ""
+    top = max(value for _, value in pairs)
+    metric = metric_name if metric_name == "R²" else metric_name.lower()
+    # Bars are scaled to the largest; a feature whose shuffling did not hurt gets none.
+    items = "".join(
+        f'<li><span class="feature">{esc(name)}</span>'
+        f'<span class="track"><span class="fill" style="width:{bar_percent(value, top):.1f}%">'
+        f'</span></span><span class="amount">{esc(f"{value:.3f}")}</span></li>'
+        for name, value in pairs
+    )
+    return (
+        '<div class="matters" id="importances"><h2>What matters most</h2>'
+        f'<p class="muted">How much the test {esc(metric)} drops when a feature\'s values '
+        f"are shuffled: the longer the bar, the more the model relies on it.</p>"
+        f"<ol>{items}</ol></div>"
+    )
+
+
 def score_text(metric: str, value: Any) -> str:
     if not isinstance(value, (int, float)):
         return "n/a"
@@ -560,6 +614,7 @@ def render_page(
       <div class="fields">{fields}</div>
       <button type="submit">Predict</button>
     </form>
+    {importance_html(schema, metric_name)}
     {"".join(extras)}
   </section>
   <aside class="card result" id="result" aria-live="polite">

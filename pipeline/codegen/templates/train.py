@@ -26,31 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+STARTED = time.monotonic()  # the budget counts from here, imports included
+
 import joblib
 import numpy as np
 import pandas as pd
+from model_search import IMPORTANCE_ROWS, Problem, SearchResult, search
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     f1_score,
+    get_scorer,
     mean_absolute_error,
     mean_squared_error,
     r2_score,
 )
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 TASK_FILE = "task.json"
 TEST_SIZE = 0.2
@@ -58,7 +55,13 @@ SEED = 42
 MAX_CHOICES = 50
 MIN_ROWS = 10
 DATE_PARSE_SHARE = 0.9
-BIG_DATA_ROWS = 20_000  # above this, gradient boosting replaces the slower random forest
+DEFAULT_BUDGET_SECONDS = 60.0  # when task.json names none
+MIN_BUDGET_SECONDS = 1.0
+IMPORTANCE_REPEATS = 5
+# The test score may fall this far below cross-validation (or two fold deviations, if
+# more) before the job warns that the model does not hold up on unseen rows.
+GAP_WARNING = 0.08
+REFIT_SLACK = 1.3  # a refit on all rows takes about this many times the split's fit
 ID_NAMES = {"id", "uuid", "guid", "index", "unnamed_0", "row", "row_id", "rowid"}
 TRUE_WORDS = {"true", "yes", "y", "t", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "f", "0", "off"}
@@ -289,56 +292,16 @@ def date_parts() -> Pipeline:
     )
 
 
-def preprocessor(columns: list[Column]) -> ColumnTransformer:
-    numbers = [c.name for c in columns if c.type in ("number", "bool")]
-    categories = [c.name for c in columns if c.type == "category"]
-    dates = [c.name for c in columns if c.type == "date"]
-    parts: list[tuple[str, Any, Any]] = []
-    if numbers:
-        numeric = Pipeline(
-            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-        )
-        parts.append(("numbers", numeric, numbers))
-    if categories:
-        encode = Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="most_frequent")),
-                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            ]
-        )
-        parts.append(("categories", encode, categories))
-    for i, name in enumerate(dates):
-        # A single name (not a list) hands the transformer a 1-D Series, which .dt needs.
-        parts.append((f"date{i}", date_parts(), name))
-    return ColumnTransformer(parts, remainder="drop")
-
-
-def candidates(task: str, n_rows: int) -> dict[str, Any]:
-    """A linear model at two regularisation strengths and a tree ensemble, by label."""
-    big = n_rows > BIG_DATA_ROWS
-    if task == "classification":
-        forest: Any = (
-            HistGradientBoostingClassifier(class_weight="balanced", random_state=SEED)
-            if big
-            else RandomForestClassifier(
-                n_estimators=200, class_weight="balanced", n_jobs=1, random_state=SEED
-            )
-        )
-        return {
-            f"LogisticRegression(C={c:g})": LogisticRegression(
-                C=c, max_iter=5000, class_weight="balanced"
-            )
-            for c in (1.0, 10.0)
-        } | {type(forest).__name__: forest}
-    forest = (
-        HistGradientBoostingRegressor(random_state=SEED)
-        if big
-        else RandomForestRegressor(
-            n_estimators=200, min_samples_leaf=3, n_jobs=1, random_state=SEED
-        )
+def search_problem(X: pd.DataFrame, y: pd.Series, task: str, columns: list[Column]) -> Problem:
+    return Problem(
+        X=X,
+        y=y,
+        task=task,
+        numbers=[c.name for c in columns if c.type in ("number", "bool")],
+        categories=[c.name for c in columns if c.type == "category"],
+        dates=[c.name for c in columns if c.type == "date"],
+        date_prep=date_parts,
     )
-    ridges = {f"Ridge(alpha={a:g})": Ridge(alpha=a) for a in (1.0, 10.0)}
-    return ridges | {type(forest).__name__: forest}
 
 
 def split(X: pd.DataFrame, y: pd.Series, task: str) -> tuple[Any, Any, Any, Any]:
@@ -349,34 +312,6 @@ def split(X: pd.DataFrame, y: pd.Series, task: str) -> tuple[Any, Any, Any, Any]
         if counts.min() >= 2 and n_test >= len(counts):
             stratify = y
     return train_test_split(X, y, test_size=TEST_SIZE, random_state=SEED, stratify=stratify)
-
-
-def cv_splitter(y: pd.Series, task: str) -> Any:
-    folds = 5 if len(y) < 5000 else 3
-    if task == "classification":
-        smallest = int(y.value_counts().min())
-        if smallest >= 2:
-            return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=SEED)
-    return KFold(n_splits=min(folds, len(y)), shuffle=True, random_state=SEED)
-
-
-def choose_model(
-    prep: ColumnTransformer, X: pd.DataFrame, y: pd.Series, task: str
-) -> tuple[str, Pipeline]:
-    """The candidate with the best cross-validated score on the training split, unfitted."""
-    scoring = "balanced_accuracy" if task == "classification" else "r2"
-    best: tuple[float, str, Pipeline | None] = (-np.inf, "", None)
-    splitter = cv_splitter(y, task)
-    for name, estimator in candidates(task, len(X)).items():
-        say(f"cross-validating {name} ...")
-        pipeline = Pipeline([("prep", clone(prep)), ("model", estimator)])
-        scores = cross_val_score(pipeline, X, y, cv=splitter, scoring=scoring, n_jobs=1)
-        mean = float(np.nanmean(scores)) if not np.all(np.isnan(scores)) else -np.inf
-        say(f"  {name}: cv {scoring} {mean:.3f}")
-        if mean > best[0] or best[2] is None:
-            best = (mean, name, pipeline)
-    assert best[2] is not None
-    return best[1], best[2]
 
 
 # ---------------------------------------------------------------- outputs
@@ -434,6 +369,74 @@ def evaluate(
         "extra": {k: round(float(v), 4) for k, v in extra.items()},
     }
     return metrics, predicted
+
+
+def search_report(result: SearchResult, budget: float) -> dict[str, Any]:
+    """What the search tried, for metrics.json: the leaderboard best first, and the budget."""
+    report: dict[str, Any] = {
+        "cv_metric": result.cv_metric,
+        "cv_score": round(result.chosen.mean, 4),
+        "leaderboard": [trial.entry() for trial in result.leaderboard[:20]],
+        "budget_seconds": round(budget, 1),
+    }
+    if result.chosen.threshold is not None:
+        report["threshold"] = result.chosen.threshold
+    return report
+
+
+def score_warnings(metrics: dict[str, Any], result: SearchResult) -> list[str]:
+    """Plain-words warnings when the test split disagrees with cross-validation."""
+    found = list(result.notes)
+    metric = result.cv_metric
+    test = metrics["score"] if metrics["metric"] == metric else metrics["extra"].get(metric)
+    cv, spread = result.chosen.mean, result.chosen.std
+    if test is not None and cv - test > max(GAP_WARNING, 2 * spread):
+        found.append(
+            f"The test {metric} {test:.3f} is far below cross-validation's {cv:.3f}: the model "
+            "may not hold up on new rows (rare or out-of-range values in the test split, or "
+            "rows that depend on each other). Check the data before relying on it."
+        )
+    if metrics["score"] <= metrics["baseline"]:
+        found.append(
+            f"The model does no better than {metrics['baseline_name']} on the test split: "
+            "the features may not carry the target."
+        )
+    return found
+
+
+def feature_importances(
+    model: Any, X_test: pd.DataFrame, y_test: pd.Series, metric: str, deadline: float
+) -> list[dict[str, Any]]:
+    """Permutation importance on (a sample of) the test split: the score lost per feature.
+
+    As many repeats as the budget allows (one at least): each costs one prediction per feature.
+    """
+    if len(X_test) > IMPORTANCE_ROWS:
+        rows = X_test.sample(IMPORTANCE_ROWS, random_state=SEED).index
+        X_test, y_test = X_test.loc[rows], y_test.loc[rows]
+    timer = time.monotonic()
+    model.predict(X_test)
+    one_pass = (time.monotonic() - timer) * X_test.shape[1]
+    repeats = int(
+        max(1, min(IMPORTANCE_REPEATS, (deadline - time.monotonic()) // max(one_pass, 1e-3)))
+    )
+    found = permutation_importance(
+        model,
+        X_test,
+        y_test,
+        scoring=get_scorer(metric),
+        n_repeats=repeats,
+        random_state=SEED,
+        n_jobs=1,
+    )
+    ranked = sorted(
+        zip(X_test.columns, found.importances_mean, found.importances_std, strict=True),
+        key=lambda item: -item[1],
+    )
+    return [
+        {"name": str(name), "importance": round(float(mean), 4), "std": round(float(std), 4)}
+        for name, mean, std in ranked
+    ]
 
 
 def plain(value: Any) -> Any:
@@ -532,15 +535,23 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ main
 
 
+def time_budget(task_info: dict[str, Any]) -> float:
+    value = task_info.get("time_budget_seconds")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return max(float(value), MIN_BUDGET_SECONDS)
+    return DEFAULT_BUDGET_SECONDS
+
+
 def train(workdir: Path) -> dict[str, Any]:
-    started = time.monotonic()
     task_info = load_task(workdir)
     task = task_info["task"]
+    budget = time_budget(task_info)
+    deadline = STARTED + budget
     frame, target = load_data(workdir, task_info)
     features, y = prepare_target(frame, target, task)
     columns = analyse_columns(features)
     used = [c for c in columns if c.type != "drop"]
-    say(f"loaded {len(features)} rows, {len(used)} features")
+    say(f"loaded {len(features)} rows, {len(used)} features; time budget {budget:.0f}s")
     for col in columns:
         if col.type == "drop":
             say(f'dropped "{col.name}": {col.reason}')
@@ -552,21 +563,38 @@ def train(workdir: Path) -> dict[str, Any]:
     say(f"split {len(X_train)} train / {len(X_test)} test rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        name, model = choose_model(preprocessor(used), X_train, y_train, task)
-        model.fit(X_train, y_train)
-        metrics, predicted = evaluate(name, model, X_train, X_test, y_train, y_test, task)
+        result = search(search_problem(X_train, y_train, task, used), deadline, say)
+        fit_started = time.monotonic()
+        model = clone(result.final).fit(X_train, y_train)
+        fit_seconds = time.monotonic() - fit_started
+        metrics, predicted = evaluate(
+            result.chosen.label, model, X_train, X_test, y_train, y_test, task
+        )
+        metrics |= search_report(result, budget)
+        importances = feature_importances(model, X_test, y_test, metrics["metric"], deadline)
+        # Scored on the test split, the model is then fitted again on every row, test split
+        # included (a fifth more data counts on small sets), when the budget has room.
+        metrics["refit_on_all_rows"] = time.monotonic() + REFIT_SLACK * fit_seconds < deadline
+        if metrics["refit_on_all_rows"]:
+            model = clone(result.final).fit(X, y)
+    metrics["warnings"] = score_warnings(metrics, result)
     say(
         f"test {metrics['metric']} {metrics['score']:.3f} (baseline {metrics['baseline']:.3f}) "
         f"with {metrics['model']}"
     )
+    for warning in metrics["warnings"]:
+        say(f"warning: {warning}")
 
     classes = list(model.classes_) if task == "classification" else []
     joblib.dump(model, workdir / "model.joblib")
-    write_json(workdir / "metrics.json", metrics)
-    write_json(workdir / "schema.json", build_schema(target, task, columns, X, classes, metrics))
+    schema = build_schema(target, task, columns, X, classes, metrics)
+    schema["importances"] = importances
     draw_chart(workdir / "chart.png", task, y_test, predicted, classes)
-    elapsed = time.monotonic() - started
-    say(f"wrote model.joblib, metrics.json, schema.json, chart.png in {elapsed:.1f}s")
+    metrics["seconds"] = round(time.monotonic() - STARTED, 1)
+    schema["metrics"] = metrics
+    write_json(workdir / "metrics.json", metrics)
+    write_json(workdir / "schema.json", schema)
+    say(f"wrote model.joblib, metrics.json, schema.json, chart.png in {metrics['seconds']:.1f}s")
     return metrics
 
 
