@@ -54,6 +54,9 @@ class SetResult:
     trainbot_seconds: float | None = None  # the job's training stage
     flaml_seconds: float | None = None
     model: str = ""
+    # The ratio's 5th and 95th percentiles over bootstrap resamples of the test rows: how
+    # much of a gap the test split's size alone would explain.
+    ratio_interval: tuple[float, float] | None = None
     wall_seconds: float = 0.0  # the whole set: split, job, app, predictions, FLAML
     error: str = ""
 
@@ -185,6 +188,9 @@ def run_set(spec: QualitySet, directory: Path, jobs: TrainBotJobs, budget: int) 
     else:
         result.flaml_score = score(spec.task, y_test, flaml.predictions)
         result.flaml_seconds = flaml.seconds
+        result.ratio_interval = ratio_interval(
+            spec.task, y_test, run.predictions, flaml.predictions
+        )
     result.wall_seconds = time.monotonic() - started
     return result
 
@@ -211,6 +217,27 @@ def score(task: str, y_true: pd.Series, predicted: list[Any]) -> float:
     return float(r2_score(y_true.astype(float), [float(p) for p in predicted]))
 
 
+def ratio_interval(
+    task: str, y_true: pd.Series, ours: list[Any], theirs: list[Any], resamples: int = 500
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of TrainBot's score over FLAML's on the same bootstrap
+    resamples of the test rows (resamples where FLAML scores at or below zero are left out)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    truth, a, b = y_true.reset_index(drop=True), pd.Series(ours), pd.Series(theirs)
+    ratios = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(truth), len(truth))
+        reference = score(task, truth.iloc[rows], list(b.iloc[rows]))
+        if reference > 0:
+            ratios.append(score(task, truth.iloc[rows], list(a.iloc[rows])) / reference)
+    if not ratios:
+        return (float("nan"), float("nan"))
+    low, high = np.percentile(ratios, [5, 95])
+    return float(low), float(high)
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -223,6 +250,7 @@ COLUMNS = (
     ("TrainBot", 8, ">"),
     ("FLAML", 7, ">"),
     ("ratio", 6, ">"),
+    ("90% interval", 12, ">"),
     ("TB s", 6, ">"),
     ("FLAML s", 7, ">"),
     ("set s", 6, ">"),
@@ -249,6 +277,7 @@ def _table_lines(results: list[SetResult]) -> list[str]:
                     _number(r.trainbot_score),
                     _number(r.flaml_score),
                     _number(r.ratio),
+                    _interval(r.ratio_interval),
                     _number(r.trainbot_seconds, ".1f"),
                     _number(r.flaml_seconds, ".1f"),
                     f"{r.wall_seconds:.0f}",
@@ -257,6 +286,10 @@ def _table_lines(results: list[SetResult]) -> list[str]:
             )
         )
     return rows
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
 
 
 def _number(value: float | None, spec: str = ".3f") -> str:

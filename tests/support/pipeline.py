@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from pipeline.bootstrap import Services, bootstrap
+from pipeline.budget import MIN_BUDGET, timeout_needed
 from pipeline.codegen.base import GeneratedCode, Resource, TaskSpec
 from pipeline.codegen.template import TemplateGenerator
 from pipeline.events import RecordingSink
@@ -31,13 +32,16 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "TRAINBOT_TRAIN_TIMEOUT": 120,
         # The least budget a job may have: jobs here test the pipeline, not the search
         # (tests/integration/test_template_search.py and test_budget_*.py test that).
-        "TRAINBOT_TRAIN_BUDGET_SECONDS": 10,
+        "TRAINBOT_TRAIN_BUDGET_SECONDS": MIN_BUDGET,
         "TRAINBOT_APP_START_TIMEOUT": 20,
         # Explicit, so a key in the environment never switches a test to a cloud provider.
         "TRAINBOT_CODEGEN": "template",
         "TRAINBOT_SANDBOX": "local",
     }
     values.update(overrides)
+    short_timeout = values["TRAINBOT_TRAIN_TIMEOUT"] < timeout_needed(MIN_BUDGET)
+    if short_timeout and "TRAINBOT_TRAIN_BUDGET_SECONDS" not in overrides:
+        del values["TRAINBOT_TRAIN_BUDGET_SECONDS"]  # a short timeout brings its own default
     return Settings(**values)
 
 

@@ -175,3 +175,40 @@ def test_the_search_keeps_to_its_deadline_and_says_what_it_tried() -> None:
         ranks = [t.rank_score for t in board]
         assert ranks == sorted(ranks, reverse=True)
         assert all(set(t.entry()) >= {"model", "cv_score", "cv_std", "seconds"} for t in board)
+
+
+def test_ensemble_selection_blends_models_whose_errors_cancel() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=300)})
+    y = pd.Series(X["x"] * 10 + 100)
+    p = problem(X, y, "regression")
+    search = ms.Search(p, time.monotonic() + 60, quiet)
+    repeats = search.folds[-1][0] + 1
+    truth = np.tile(y.to_numpy(), (repeats, 1))
+    errors = rng.normal(scale=3, size=truth.shape)
+
+    def trial(label: str, oof: np.ndarray) -> object:
+        made = ms.Trial(label, "boosting", None, fit_seconds=0.01)
+        search.score(made, oof, search.folds)
+        return made
+
+    high = trial("high", truth + 2 + errors)  # biased up
+    low = trial("low", truth - 2 + errors)  # biased down by as much
+    noisy = trial("noisy", truth + 3 * errors)
+    selected = search.ensemble_selection([high, low, noisy])
+    assert {m.label for m, _ in selected} == {"high", "low"}
+    blended = ms.blend_outputs(selected)
+    assert np.abs(blended - truth).mean() < np.abs(high.oof - truth).mean()
+    assert "average of" in ms.blend_label(selected)
+
+
+def test_a_simpler_model_within_one_standard_error_is_chosen_over_the_best() -> None:
+    best = ms.Trial("blend", "blend", None, fold_scores=[0.90, 0.92, 0.88, 0.91, 0.89])
+    close_linear = ms.Trial("linear", "linear", None, fold_scores=[0.90, 0.90, 0.89, 0.90, 0.895])
+    far_linear = ms.Trial("weak", "linear", None, fold_scores=[0.80, 0.82, 0.81, 0.80, 0.79])
+    assert ms.simplest_within_one_error([best, close_linear, far_linear], best) is close_linear
+    assert ms.simplest_within_one_error([best, far_linear], best) is best
+    # Equally simple and equally close: the classifier with the lower log loss.
+    sure = ms.Trial("sure", "linear", None, fold_scores=close_linear.fold_scores, log_loss=0.2)
+    unsure = ms.Trial("unsure", "linear", None, fold_scores=close_linear.fold_scores, log_loss=0.6)
+    assert ms.simplest_within_one_error([best, unsure, sure], best) is sure
