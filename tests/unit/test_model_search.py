@@ -212,3 +212,23 @@ def test_a_simpler_model_within_one_standard_error_is_chosen_over_the_best() -> 
     sure = ms.Trial("sure", "linear", None, fold_scores=close_linear.fold_scores, log_loss=0.2)
     unsure = ms.Trial("unsure", "linear", None, fold_scores=close_linear.fold_scores, log_loss=0.6)
     assert ms.simplest_within_one_error([best, unsure, sure], best) is sure
+
+
+class Broken:
+    """An estimator whose fit fails in a way no one planned for."""
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {}
+
+    def fit(self, X: object, y: object) -> Broken:
+        raise KeyError("a column went missing")
+
+
+def test_a_candidate_that_crashes_is_noted_and_the_search_goes_on() -> None:
+    X, y = imbalanced_binary(n=300)
+    search = ms.Search(problem(X, y, "classification"), time.monotonic() + 30, quiet)
+    search.p.classes = np.array(["no", "yes"])
+    assert search.run("broken", "linear", Broken()) is None
+    (failed,) = search.trials
+    assert failed.note == "failed: 'a column went missing'"
+    assert failed.rank_score == -np.inf

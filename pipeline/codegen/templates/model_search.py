@@ -548,7 +548,7 @@ class Search:
                 oof[repeat, rows] = out_of_fold(self.p, fitted, rows)
                 per_row = (time.monotonic() - predict_started) / len(rows)
                 trial.row_seconds = max(trial.row_seconds, per_row)
-            except (ValueError, ArithmeticError, MemoryError) as error:
+            except Exception as error:  # one candidate's failure is its own, not the job's
                 trial.note = f"failed: {first_line(error)}"
                 self.give_up(trial, started)
                 return None
@@ -732,7 +732,8 @@ def search(p: Problem, deadline: float, say: Callable[[str], None]) -> SearchRes
     runner.blends()
     best = runner.best()
     if best is None:
-        raise RuntimeError("no candidate model could be cross-validated")
+        reasons = "; ".join(f"{t.label}: {t.note}" for t in runner.trials[:3])
+        raise RuntimeError(f"no candidate model could be trained ({reasons})")
     # Balanced accuracy on a fold counts right answers, so on small sets trials tie or
     # differ by a row or two; R^2 is continuous and its best is kept as ranked (measured:
     # preferring simpler regressors lost up to 0.02 R^2 in the quality benchmark).
