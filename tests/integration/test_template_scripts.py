@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -293,7 +294,10 @@ def test_predict_regression_returns_numbers(trained: Callable[[str], Path]) -> N
     assert 25 < body["predictions"][0] < 350  # the range of the diabetes target
 
 
-def test_page_shows_a_form_built_from_the_schema(iris_app: LiveApp) -> None:
+def test_page_shows_a_form_built_from_the_schema(
+    iris_app: LiveApp, trained: Callable[[str], Path]
+) -> None:
+    metrics = read_json(trained("iris") / METRICS_FILE)
     response = iris_app.get("/")
     assert response.status == 200
     assert response.content_type.startswith("text/html")
@@ -301,7 +305,10 @@ def test_page_shows_a_form_built_from_the_schema(iris_app: LiveApp) -> None:
     for name in IRIS_ROW:
         assert f'name="{name}"' in page
     assert 'value="5.1"' in page  # prefilled with the example row
-    assert "LogisticRegression" in page or "RandomForest" in page
+    assert html.escape(metrics["model"]) in page
+    # Refitted on every row after scoring, so the page counts them all.
+    assert metrics["refit_on_all_rows"] is True
+    assert f"trained on {metrics['n_train'] + metrics['n_test']} rows" in page
     assert "Baseline" in page and "fetch('/predict'" in page
     assert "http://" not in page and "https://" not in page  # no external assets
 

@@ -553,6 +553,19 @@ def importance_html(schema: dict[str, Any], metric_name: str) -> str:
     )
 
 
+def trained_rows(metrics: dict[str, Any]) -> Any:
+    """Rows the served model learned from: every row when train.py refitted it on all of
+    them after scoring (metrics "refit_on_all_rows"), else its training split's."""
+    train, test = metrics.get("n_train"), metrics.get("n_test")
+    if (
+        metrics.get("refit_on_all_rows") is True
+        and isinstance(train, int)
+        and isinstance(test, int)
+    ):
+        return train + test
+    return train if train is not None else "?"
+
+
 def score_text(metric: str, value: Any) -> str:
     if not isinstance(value, (int, float)):
         return "n/a"
@@ -599,7 +612,7 @@ def render_page(
   <div class="eyebrow">TrainBot · live model</div>
   <h1>Predict {esc(target)}</h1>
   <p>{esc(str(schema.get("task", "")).capitalize())} · {esc(m.get("model", "model"))}
-     · trained on {esc(m.get("n_train", "?"))} rows</p>
+     · trained on {esc(trained_rows(m))} rows</p>
   <div class="stats">
     <div class="stat"><span>Test {esc(metric_name)}</span>
       <b>{esc(score_text(metric, m.get("score")))}</b></div>
