@@ -305,6 +305,12 @@ def test_shutdown_fails_running_jobs_with_a_reason_to_retry(engine: Engine, tmp_
     services = start_services(engine, settings, codegen=ScriptedGenerator(train_py=SLEEPING_TRAIN))
     job_id = submit(services, dataset_source="iris")
     wait_for(services, job_id, {JobStatus.TRAINING})
+    # The stage starts before its sandbox exists; stop once the script runs in it (on a
+    # busy machine the shutdown otherwise came first and there was no sandbox to check).
+    deadline = time.monotonic() + 30
+    while "training started" not in event_messages(services, job_id, "log"):
+        assert time.monotonic() < deadline, "train.py never started"
+        time.sleep(0.05)
     services.worker.shutdown()
     job = get(services, job_id)
     assert (job.status, job.stage) == (JobStatus.FAILED, "train")
