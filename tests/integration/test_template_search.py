@@ -125,7 +125,7 @@ def test_a_test_score_far_below_cross_validation_is_a_warning() -> None:
     train = load_train_script()
     search = sys.modules["model_search"]
     chosen = search.Trial("m", "linear", None, fold_scores=[0.90, 0.91, 0.89])
-    result = search.SearchResult(chosen, [chosen], None, "r2", [])
+    result = search.SearchResult(chosen, [chosen], None, "r2")
     metrics = {"metric": "r2", "score": 0.55, "baseline": 0.0, "baseline_name": "mean", "extra": {}}
     (warning,) = train.score_warnings(metrics, result)
     assert "test r2 0.550 is far below cross-validation's 0.900" in warning

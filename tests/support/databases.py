@@ -9,7 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import create_engine
+
+from storage.db import upgrade
 
 POSTGRES_URL_ENV = "TRAINBOT_TEST_POSTGRES_URL"
 
@@ -53,3 +58,15 @@ def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
             yield url
     else:
         raise ValueError(kind)
+
+
+def in_memory_engine() -> Iterator[Engine]:
+    """A migrated in-memory SQLite database for a fixture to yield from. One connection is
+    shared by every session: each new connection to "sqlite://" would be a new, empty one."""
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA foreign_keys=ON"))
+    upgrade(engine)
+    yield engine
+    engine.dispose()

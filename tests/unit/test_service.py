@@ -9,10 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import StaticPool
-from sqlmodel import create_engine
 
 from pipeline.sandbox.base import SandboxGone
 from pipeline.service import (
@@ -24,8 +21,9 @@ from pipeline.service import (
     LifetimeRefused,
 )
 from storage import queries
-from storage.db import session_scope, upgrade
+from storage.db import session_scope
 from storage.states import RUNNING_STAGES, JobStatus
+from tests.support.databases import in_memory_engine
 
 
 class FakeWorker:
@@ -70,15 +68,7 @@ class FakeSandboxes:
 
 @pytest.fixture
 def engine() -> Iterator[Engine]:
-    # One connection shared by every session: each new connection to "sqlite://" would be
-    # a new, empty database.
-    engine = create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA foreign_keys=ON"))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    yield from in_memory_engine()
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import StaticPool
-from sqlmodel import create_engine
 
 from bot import blocks
 from bot.cli import build_parser, main, run_budget
@@ -34,8 +31,9 @@ from pipeline.codegen.base import ColumnInfo, TaskSpec, TaskType
 from pipeline.service import BudgetRefused, JobRequest
 from pipeline.settings import Settings
 from storage import queries
-from storage.db import session_scope, upgrade
+from storage.db import session_scope
 from storage.models import JobEvent, TrainingJob, utcnow
+from tests.support.databases import in_memory_engine
 from tests.support.snapshots import make_snapshot
 from tests.unit.test_service import FakeWorker, make_service
 
@@ -173,13 +171,7 @@ def test_with_no_room_for_a_choice_only_the_default_is_taken() -> None:
 
 @pytest.fixture
 def engine() -> Iterator[Engine]:
-    engine = create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA foreign_keys=ON"))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    yield from in_memory_engine()
 
 
 def _request(**fields: Any) -> JobRequest:

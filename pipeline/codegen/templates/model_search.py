@@ -49,7 +49,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 SEED = 42
-DATE_PARTS = 4  # year, month, day, day of week (train.py's date_parts)
 MAX_ONE_HOT = 60  # categories a linear model one-hot encodes per column; the rest are "other"
 MAX_TREE_CATEGORIES = 250  # gradient boosting takes at most 255 bins per categorical feature
 SKEWED = 1.0  # target skewness above which log-scale variants join the search
@@ -123,6 +122,7 @@ class Problem:
     categories: list[str]
     dates: list[str]
     date_prep: Callable[[], Pipeline]
+    date_width: int = 0  # columns date_prep makes of one date
     classes: np.ndarray = field(default_factory=lambda: np.array([]))
     y_range: tuple[float, float] = (-math.inf, math.inf)
 
@@ -147,7 +147,6 @@ class SearchResult:
     leaderboard: list[Trial]
     final: Any  # the estimator to fit on the whole training split
     cv_metric: str
-    notes: list[str]
 
 
 def cv_metric(task: str) -> str:
@@ -232,7 +231,7 @@ def category_mask(p: Problem) -> list[bool] | None:
     return (
         [False] * len(p.numbers)
         + [True] * len(p.categories)
-        + [False] * (DATE_PARTS * len(p.dates))
+        + [False] * (p.date_width * len(p.dates))
     )
 
 
@@ -267,6 +266,15 @@ def on_log_scale(estimator: Any) -> TransformedTargetRegressor:
     )
 
 
+def settings_text(params: dict[str, Any], short: dict[str, str] | None = None) -> str:
+    """ "lr=0.1, leaves=31": a candidate's settings as its label shows them."""
+    names = short or {}
+    return ", ".join(
+        f"{names.get(k, k)}={v:g}" if isinstance(v, float) else f"{names.get(k, k)}={v}"
+        for k, v in params.items()
+    )
+
+
 def boosting_label(params: dict[str, Any]) -> str:
     short = {
         "learning_rate": "lr",
@@ -276,11 +284,7 @@ def boosting_label(params: dict[str, Any]) -> str:
         "max_features": "features",
         "class_weight": "weights",
     }
-    text = ", ".join(
-        f"{short.get(k, k)}={v:g}" if isinstance(v, float) else f"{short.get(k, k)}={v}"
-        for k, v in params.items()
-    )
-    return f"HistGradientBoosting({text})"
+    return f"HistGradientBoosting({settings_text(params, short)})"
 
 
 def default_queue(p: Problem) -> Iterator[tuple[str, str, Any]]:
@@ -351,9 +355,7 @@ def forest(p: Problem, kind: str, **params: Any) -> tuple[str, Pipeline]:
     else:
         settings |= {"min_samples_leaf": 2, "max_features": 0.5}
     settings |= params
-    shown = "".join(
-        f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in params.items()
-    )
+    shown = f", {settings_text(params)}" if params else ""
     model = FOREST_KINDS[(p.task, kind)](**settings)
     return f"{kind}({trees} trees{shown})", with_prep(tree_prep(p, impute=True), model)
 
@@ -488,7 +490,6 @@ class Search:
         self.say = say
         self.folds = make_folds(p)
         self.trials: list[Trial] = []
-        self.notes: list[str] = []
         self.slowest: dict[str, float] = {}  # family -> slowest cross-validation seen
 
     def left(self) -> float:
@@ -575,8 +576,7 @@ class Search:
         complete = len(folds) == len(self.folds)
         trial.oof = oof if complete else None
         if self.p.task == "classification":
-            pooled = np.concatenate([oof[repeat, rows] for repeat, _, rows in folds])
-            truth = pd.concat([self.p.y.iloc[rows] for _, _, rows in folds])
+            pooled, truth = self.pooled(oof, folds)
             trial.log_loss = float(log_loss(truth, np.clip(pooled, 1e-6, 1), labels=self.p.classes))
             if self.p.binary:
                 trial.threshold = tune_threshold(self.p, pooled, truth)
@@ -644,12 +644,16 @@ class Search:
             votes[step[1]] = votes.get(step[1], 0) + 1
         return [(ranked[j], w) for j, w in votes.items()]
 
+    def pooled(self, oof: np.ndarray, folds: list[Any]) -> tuple[np.ndarray, pd.Series]:
+        """The folds' out-of-fold predictions stacked, with the truth in the same order."""
+        stacked = np.concatenate([oof[repeat, rows] for repeat, _, rows in folds])
+        return stacked, pd.concat([self.p.y.iloc[rows] for _, _, rows in folds])
+
     def quick_score(self, oof: np.ndarray) -> float:
         """The mean fold score, with a coarser threshold search than the final one."""
         threshold = None
         if self.p.binary:
-            pooled = np.concatenate([oof[r, rows] for r, _, rows in self.folds])
-            truth = pd.concat([self.p.y.iloc[rows] for _, _, rows in self.folds])
+            pooled, truth = self.pooled(oof, self.folds)
             threshold = tune_threshold(self.p, pooled, truth, cuts=19)
         return float(np.mean(fold_scores(self.p, oof, self.folds, threshold)))
 
@@ -743,4 +747,4 @@ def search(p: Problem, deadline: float, say: Callable[[str], None]) -> SearchRes
     board = sorted(runner.trials, key=lambda t: -t.rank_score)
     tried = sum(1 for t in runner.trials if not t.members)
     say(f"tried {tried} models and {len(board) - tried} blends; chose {chosen.label}")
-    return SearchResult(chosen, board, final_estimator(p, chosen), cv_metric(p.task), runner.notes)
+    return SearchResult(chosen, board, final_estimator(p, chosen), cv_metric(p.task))
