@@ -377,7 +377,13 @@ class JobService:
         with session_scope(self.engine) as session:
             jobs = queries.list_jobs(session, limit=limit, **where)
             total = queries.count_jobs(session, **where)
-            details = [_detail(session, job, with_events=with_events) for job in jobs]
+            # The page's models and events in a query each, not two queries per job.
+            names = queries.model_names(session, model_ids=[job.model_id for job in jobs])
+            ids = [job.id for job in jobs] if with_events else []
+            events = queries.events_of_jobs(session, job_ids=ids, kinds=SUMMARY_KINDS)
+            details = [
+                JobDetail(job, names.get(job.model_id), events.get(job.id, [])) for job in jobs
+            ]
             return JobPage(details, total)
 
     def logs(self, ref: str) -> JobLog:

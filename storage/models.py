@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from storage.states import JobStatus
@@ -54,6 +54,22 @@ class AiModel(SQLModel, table=True):
 
 class TrainingJob(SQLModel, table=True):
     __tablename__ = "training_jobs"
+    # The reads Slack and the API make, each a seek then an ordered walk (bench/reads.py):
+    # a channel's or a person's newest jobs in a workspace (`list_jobs`, `count_jobs`; the
+    # team second, so a read without one still seeks), and a job by id prefix within a
+    # workspace (`find_job`'s range on the id). Each replaces a one-column index (channel_id,
+    # team_id) it starts with.
+    __table_args__ = (
+        Index("ix_training_jobs_channel_team_created", "channel_id", "team_id", "created_at", "id"),
+        Index(
+            "ix_training_jobs_requester_team_created",
+            "requested_by",
+            "team_id",
+            "created_at",
+            "id",
+        ),
+        Index("ix_training_jobs_team_id_id", "team_id", "id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=ID_LENGTH)
     model_id: str = Field(foreign_key="ai_models.id", index=True, max_length=ID_LENGTH)
@@ -68,9 +84,9 @@ class TrainingJob(SQLModel, table=True):
     goal: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     resources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="", max_length=100)
-    channel_id: str | None = Field(default=None, max_length=50, index=True)
+    channel_id: str | None = Field(default=None, max_length=50)
     # The Slack workspace the job belongs to: Slack sees and acts on its own jobs only.
-    team_id: str | None = Field(default=None, max_length=32, index=True)
+    team_id: str | None = Field(default=None, max_length=32)
     enterprise_id: str | None = Field(default=None, max_length=32)
     # The worker that holds the job (running it, or serving its local app) and until when its
     # claim holds unless renewed. Every change a worker makes checks it still holds the job.
@@ -122,9 +138,11 @@ class TrainingJob(SQLModel, table=True):
 
 class JobEvent(SQLModel, table=True):
     __tablename__ = "job_events"
+    # A job's events in order, without a sort (`list_events`, `events_of_jobs`).
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    job_id: str = Field(foreign_key="training_jobs.id", index=True, max_length=32)
+    job_id: str = Field(foreign_key="training_jobs.id", max_length=32)
     at: datetime = _required_time()
     kind: str = Field(max_length=20)
     stage: str = Field(max_length=32)

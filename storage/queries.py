@@ -179,13 +179,22 @@ def find_job(
     """
     ref = parse_job_ref(ref, min_prefix=min_prefix)
     workspace = _job_filters(None, None, None, team_id=team_id, enterprise_id=enterprise_id)
-    query = select(TrainingJob).where(col(TrainingJob.id).startswith(ref), *workspace)
+    query = select(TrainingJob).where(*_id_prefix(ref), *workspace)
     jobs = session.exec(query.limit(2)).all()
     if not jobs:
         raise JobLookupError(f"no job has the id {ref}")
     if len(jobs) > 1:
         raise JobLookupError(f"{ref} matches several jobs; type more of the id")
     return jobs[0]
+
+
+def _id_prefix(ref: str) -> tuple[Any, ...]:
+    """The ids that start with `ref`, as a range an index seeks (a LIKE cannot use one:
+    SQLite's is case-insensitive, and PostgreSQL's needs the C collation). Ids are
+    lowercase hex, so every id that starts with `ref` lies in [ref, ref + "g"); the LIKE
+    keeps the answer exact whatever an id holds."""
+    column = col(TrainingJob.id)
+    return column >= ref, column < ref + "g", column.startswith(ref)
 
 
 def parse_job_ref(ref: str, *, min_prefix: int = MIN_ID_PREFIX) -> str:
@@ -212,13 +221,23 @@ def list_jobs(
     team_id: str | None = None,
     enterprise_id: str | None = None,
 ) -> list[TrainingJob]:
-    """Newest first; a workspace as in `_job_filters`."""
+    """Newest first (ties by id, descending: the index's order read backwards, so the
+    newest `limit` come off the index with no sort); a workspace as in `_job_filters`."""
     filters = _job_filters(
         channel_id, requested_by, statuses, team_id=team_id, enterprise_id=enterprise_id
     )
     query = select(TrainingJob).where(*filters)
-    query = query.order_by(col(TrainingJob.created_at).desc(), col(TrainingJob.id)).limit(limit)
-    return list(session.exec(query).all())
+    newest = (col(TrainingJob.created_at).desc(), col(TrainingJob.id).desc())
+    return list(session.exec(query.order_by(*newest).limit(limit)).all())
+
+
+def model_names(session: Session, *, model_ids: Iterable[str]) -> dict[str, str]:
+    """The names of these models, in one query (a page of jobs shows each job's model)."""
+    wanted = sorted(set(model_ids))
+    if not wanted:
+        return {}
+    query = select(AiModel.id, AiModel.name).where(col(AiModel.id).in_(wanted))
+    return {model_id: name for model_id, name in session.exec(query).all()}
 
 
 def count_jobs(
@@ -442,13 +461,33 @@ def list_events(
     limit: int | None = None,
 ) -> list[JobEvent]:
     """In the order they happened."""
-    query = select(JobEvent).where(JobEvent.job_id == job_id, col(JobEvent.id) > after_id)
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after_id:
+        # Only when asked: "id > 0" reads to a planner as a range over the primary key, a
+        # walk of every event, which it may take instead of the seek by job.
+        query = query.where(col(JobEvent.id) > after_id)
     if kinds is not None:
         query = query.where(col(JobEvent.kind).in_(list(kinds)))
     query = query.order_by(col(JobEvent.id))
     if limit is not None:
         query = query.limit(limit)
     return list(session.exec(query).all())
+
+
+def events_of_jobs(
+    session: Session, *, job_ids: Iterable[str], kinds: Iterable[str] | None = None
+) -> dict[str, list[JobEvent]]:
+    """Each job's events in the order they happened, in one query for a page of jobs."""
+    wanted = sorted(set(job_ids))
+    found: dict[str, list[JobEvent]] = {job_id: [] for job_id in wanted}
+    if not wanted:
+        return found
+    query = select(JobEvent).where(col(JobEvent.job_id).in_(wanted))
+    if kinds is not None:
+        query = query.where(col(JobEvent.kind).in_(list(kinds)))
+    for event in session.exec(query.order_by(col(JobEvent.job_id), col(JobEvent.id))).all():
+        found[event.job_id].append(event)
+    return found
 
 
 def _require(session: Session, job_id: str, *, for_update: bool = False) -> TrainingJob:

@@ -96,7 +96,8 @@ def _status(asked: Asked, args: list[str]) -> blocks.Message:
 
 def _list(asked: Asked, args: list[str]) -> blocks.Message:
     channel = asked.command.channel_id
-    page = asked.jobs.list(channel_id=channel, limit=LIST_JOBS)
+    # The list shows each job's row (status, model, link), none of its events.
+    page = asked.jobs.list(channel_id=channel, limit=LIST_JOBS, with_events=False)
     return blocks.list_message([snapshot(item) for item in page.items], channel, total=page.total)
 
 

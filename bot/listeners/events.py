@@ -14,8 +14,16 @@ from bot.limits import HOME_JOBS
 from bot.listeners.reading import request_of
 from bot.payloads import HomeOpened, Revoked
 from bot.service import BotContext, snapshot, stop_workspace
+from pipeline.service import JobService
 
 log = logging.getLogger(__name__)
+
+
+def home_tab(jobs: JobService, user_id: str) -> dict[str, Any]:
+    """The App Home view of a person's recent jobs: each job's row (status, model, metric,
+    link) and none of its events, which the tab does not show."""
+    page = jobs.list(requested_by=user_id, limit=HOME_JOBS, with_events=False)
+    return blocks.home_view([snapshot(item) for item in page.items], total=page.total)
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -24,8 +32,7 @@ def register(app: App, ctx: BotContext) -> None:
         opened: HomeOpened = request_of(context)
         if opened.tab != "home":
             return
-        page = ctx.jobs_for(context).list(requested_by=opened.user_id, limit=HOME_JOBS)
-        view = blocks.home_view([snapshot(item) for item in page.items], total=page.total)
+        view = home_tab(ctx.jobs_for(context), opened.user_id)
         client.views_publish(user_id=opened.user_id, view=view)
 
     store = app.installation_store

@@ -47,7 +47,7 @@ def test_0005_adds_a_nullable_budget_that_old_jobs_lack_and_takes_it_away(
             {"id": old_id, "now": "2026-01-01 00:00:00+00:00"},
         )
 
-    upgrade(engine)
+    upgrade(engine, "0005")
     assert _revision(engine) == "0005"
     column = _columns(engine)[COLUMN]
     assert column["nullable"] is True
