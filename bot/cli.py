@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ from pipeline.bootstrap import Services, bootstrap, build_engine
 from pipeline.budget import EXAMPLES, BudgetError, format_budget, parse_budget
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.codegen.base import TaskType
+from pipeline.command_log import SkippedLines, skipped_notes
 from pipeline.events import RecordingSink, StoredOnly
 from pipeline.limits import MIN_APP_LIFETIME
 from pipeline.sandbox.base import SandboxProvider
@@ -395,7 +397,21 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     report = report_of(events)
     if report is not None:
         _print_report(report)
+    _print_log_files(skipped_notes(events))
     return 0
+
+
+def _print_log_files(notes: list[SkippedLines]) -> None:
+    """Where the output lines between the stored head and tail are: the log file the job
+    wrote on the disk of the worker that ran it (this command may run elsewhere)."""
+    for note in notes:
+        kept = "all of them" if note.complete else "cut at its size cap"
+        here = "" if Path(note.log_file).exists() else " on the machine that ran the job"
+        out.print(
+            f"\n{note.skipped:,} of {note.lines:,} output lines are not shown above; the "
+            f"full output ({kept}) is in {note.log_file}{here}",
+            markup=False,
+        )
 
 
 def _print_report(report: TrainingReport) -> None:

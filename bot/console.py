@@ -1,4 +1,9 @@
-"""The CLI's progress display: a stage checklist in a terminal, plain lines elsewhere."""
+"""The CLI's progress display: a stage checklist in a terminal, plain lines elsewhere.
+
+Training output is not printed line by line: a script may print 100,000 lines. A terminal
+shows the latest line (the pipeline passes on at most four a second past the first ones:
+pipeline/command_log.py), and both show where the whole output is once it is known.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.snapshot import STAGE_TITLES
+from pipeline.command_log import NOTE
 from pipeline.events import Event, EventKind
 from storage.states import Stage
 
@@ -27,6 +33,7 @@ class ConsoleDisplay:
         self._note: dict[str, str] = {}
         self._warnings: list[str] = []
         self._last_log = ""
+        self._log_note = ""  # where the whole training output is, when events hold only its ends
         self._started = time.monotonic()
         self._live: Live | None = None
 
@@ -44,7 +51,7 @@ class ConsoleDisplay:
     def publish(self, event: Event) -> None:
         with self._lock:
             self._apply(event)
-        if self._live is None and event.kind != EventKind.LOG:
+        if self._live is None and (event.kind != EventKind.LOG or _is_note(event)):
             self._print_line(event)
 
     def _apply(self, event: Event) -> None:
@@ -59,6 +66,8 @@ class ConsoleDisplay:
             self._note[event.stage] = event.message
         elif event.kind == EventKind.WARNING:
             self._warnings.append(event.message)
+        elif _is_note(event):
+            self._log_note = event.message.lstrip("… ")
         elif event.kind == EventKind.LOG:
             self._last_log = event.message[:120]
 
@@ -96,6 +105,13 @@ class ConsoleDisplay:
             parts: list[Any] = [table]
             if self._last_log and self._state.get(Stage.TRAIN.value) == "running":
                 parts.append(Text(f"  {self._last_log}", style="dim italic"))
+            if self._log_note:
+                parts.append(Text(f"  {self._log_note}", style="dim"))
             parts.extend(Text(f"! {w}", style="yellow") for w in self._warnings[-5:])
             parts.append(Text(f"{time.monotonic() - self._started:.0f}s elapsed", style="dim"))
             return Group(*parts)
+
+
+def _is_note(event: Event) -> bool:
+    """The note saying how many output lines only the log file holds, and where it is."""
+    return event.kind == EventKind.LOG and NOTE in event.data

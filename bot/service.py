@@ -15,6 +15,7 @@ from bot.notifier import SlackNotifier
 from bot.settings import SlackSettings
 from bot.snapshot import JobSnapshot, build_snapshot
 from pipeline.budget import BudgetRange
+from pipeline.command_log import skipped_notes
 from pipeline.service import JobDetail, JobRequest, JobService, ServiceError, Submitted
 from storage.models import SHORT_ID_LENGTH, TrainingJob
 from storage.states import ACTIVE, JobStatus
@@ -142,9 +143,11 @@ def snapshot(detail: JobDetail) -> JobSnapshot:
 
 
 def log_lines(jobs: JobService, ref: str) -> tuple[JobSnapshot, list[str], int]:
-    """The job's events and output as text lines, the last LOG_LINES_SHOWN of them."""
+    """The job's events and output as text lines, the last LOG_LINES_SHOWN of them, and how
+    many there are in all: counting the output lines only the job's log file holds."""
     log = jobs.logs(ref)
     lines = [
         e.message if e.kind == "log" else f"[{e.stage}] {e.kind}: {e.message}" for e in log.events
     ]
-    return snapshot(log.detail), lines[-LOG_LINES_SHOWN:], len(lines)
+    skipped = sum(note.skipped for note in skipped_notes(log.events))
+    return snapshot(log.detail), lines[-LOG_LINES_SHOWN:], len(lines) + skipped

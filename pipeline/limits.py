@@ -12,6 +12,19 @@ FAILURE_LOG_LINES = 25
 OUTPUT_TAIL_LINES = 200
 OUTPUT_TAIL_CHARS = 20_000
 OUTPUT_MAX_LINE = 64 * 1024
+# A command's output in `job_events` (pipeline/command_log.py): its first lines, stored as
+# they come so `trainbot logs` and the console show progress early, and its last lines,
+# stored when it ends (a failure's log tail is the real end). Lines between stay in the
+# job's log file only, and one note says how many. 200 + 200 rows: a whole ordinary run,
+# and of a noisy one what a person reads, whatever the script prints.
+LOG_HEAD_LINES = 200
+LOG_TAIL_LINES = 200
+# Characters of a line a stored event keeps (the log file has the whole line).
+LOG_LINE_CHARS = 2000
+# Bytes of a command's output its log file keeps. 50 MB is about 500,000 lines of ordinary
+# training output, far past any log worth reading, yet a script printing in a loop for the
+# whole training timeout cannot fill the service's disk: past it, one line says so.
+LOG_FILE_MAX_BYTES = 50 * 1024 * 1024
 # Seconds: an app that lived less would be gone before anyone could open it.
 MIN_APP_LIFETIME = 30
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -16,25 +15,31 @@ from storage.db import session_scope
 
 log = logging.getLogger(__name__)
 
-# Training output can be long; past this many lines a job stores a note instead of each line.
-MAX_STORED_LOG_LINES = 2000
-
 
 class JobRecorder:
     def __init__(self, engine: Engine, job_id: str, sink: ProgressSink) -> None:
         self.engine = engine
         self.job_id = job_id
         self.sink = sink
-        self._log_lines = 0
-        self._lock = threading.Lock()
 
     def emit(self, kind: EventKind, stage: str, message: str, **data: Any) -> None:
         self.publish(Event(job_id=self.job_id, kind=kind, stage=stage, message=message, data=data))
 
     def publish(self, event: Event) -> None:
-        if self._should_store(event):
-            self._store(event)
+        with session_scope(self.engine) as session:
+            _add(session, event)
         self.sink.publish(event)
+
+    def publish_all(self, events: Sequence[Event]) -> None:
+        """Stores `events` in one transaction, then passes them on: a command's output lines
+        come in batches (pipeline/command_log.py), so many lines cost one commit."""
+        if not events:
+            return
+        with session_scope(self.engine) as session:
+            for event in events:
+                _add(session, event)
+        for event in events:
+            self.sink.publish(event)
 
     def emit_in(
         self, session: Session, kind: EventKind, stage: str, message: str, **data: Any
@@ -47,21 +52,6 @@ class JobRecorder:
 
     def announce(self, event: Event) -> None:
         self.sink.publish(event)
-
-    def _should_store(self, event: Event) -> bool:
-        if event.kind != EventKind.LOG:
-            return True
-        with self._lock:
-            self._log_lines += 1
-            count = self._log_lines
-        if count == MAX_STORED_LOG_LINES + 1:
-            note = f"(output past {MAX_STORED_LOG_LINES} lines is not stored)"
-            self._store(replace(event, message=note, data={}))
-        return count <= MAX_STORED_LOG_LINES
-
-    def _store(self, event: Event) -> None:
-        with session_scope(self.engine) as session:
-            _add(session, event)
 
 
 def _add(session: Session, event: Event) -> None:

@@ -20,6 +20,7 @@ from pipeline.budget import format_budget
 from pipeline.cancel import CancelToken
 from pipeline.codegen.base import CodeFailure, CodeGenerator, GeneratedCode, TaskType
 from pipeline.codegen.template import TemplateGenerator
+from pipeline.command_log import TRAIN_LOG, CommandLog
 from pipeline.errors import CodegenError, DeployError, JobCancelled, PipelineError, TrainingError
 from pipeline.events import EventKind, ProgressSink
 from pipeline.expiry import early_stop_warning
@@ -166,6 +167,7 @@ class _Attempt:
         self.sandbox_started = datetime.now(UTC)
         self.expires_at: datetime | None = None
         self.timings: dict[str, float] = {}
+        self.train_logs: dict[str, str] = {}  # artifact name -> path, one per training try
         self.workdir = Path(deps.settings.data_dir) / "jobs" / job.id
 
     def run(self) -> Sandbox:
@@ -280,17 +282,22 @@ class _Attempt:
                 f"(time limit {format_budget(settings.train_timeout)})",
                 time_budget_seconds=budget,
             )
-            outcome = run_training(
-                self.sandbox,
-                timeout=settings.train_timeout,
-                artifacts_dir=self.workdir / "artifacts",
-                on_output=lambda line: self.recorder.emit(EventKind.LOG, Stage.TRAIN, line),
-                should_stop=self.token.is_cancelled,
-            )
+            # The whole output goes to a file beside the artifacts, its head and tail to
+            # job_events; the file is written however training ends.
+            log_file = self._train_log_file()
+            self.train_logs[log_file.name] = str(log_file)
+            with CommandLog(self.recorder, Stage.TRAIN, log_file) as output:
+                outcome = run_training(
+                    self.sandbox,
+                    timeout=settings.train_timeout,
+                    artifacts_dir=self.workdir / "artifacts",
+                    on_output=output.line,
+                    should_stop=self.token.is_cancelled,
+                )
             # What train.py tried and learned is optional and may be malformed (LLM code):
             # only its valid, capped form is stored and published.
             metrics = clean_metrics(outcome.metrics)
-            self._update(metrics=metrics, artifacts=outcome.artifacts)
+            self._update(metrics=metrics, artifacts={**outcome.artifacts, **self.train_logs})
             if metrics["score"] <= metrics["baseline"]:
                 self.recorder.emit(
                     EventKind.WARNING,
@@ -308,6 +315,12 @@ class _Attempt:
                 importances=clean_importances(outcome.schema),
             )
         return metrics
+
+    def _train_log_file(self) -> Path:
+        """train.log, or train-2.log for a second try with new code: each try its own."""
+        tries = len(self.train_logs) + 1
+        name = TRAIN_LOG if tries == 1 else TRAIN_LOG.replace(".", f"-{tries}.", 1)
+        return self.workdir / "artifacts" / name
 
     def _with_budget(self, dataset: LoadedDataset) -> LoadedDataset:
         """The data set's spec with the job's training budget: the submitter's, within what
