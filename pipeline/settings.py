@@ -52,8 +52,12 @@ class Settings(BaseSettings):
     # local sandbox without bubblewrap), where it could reach the host's databases and ports.
     allow_unisolated_code: bool = Field(default=False, alias="TRAINBOT_ALLOW_UNISOLATED_CODE")
     app_ttl: int = Field(default=3600, ge=MIN_APP_LIFETIME, alias="TRAINBOT_APP_TTL")
-    # Jobs one worker process runs at once.
-    max_concurrent_jobs: int = Field(default=2, ge=1, le=32, alias="TRAINBOT_MAX_CONCURRENT_JOBS")
+    # Jobs one worker process runs at once. Unset: what its sandbox provider can drive
+    # (`concurrent_jobs`: the local sandbox one a core, E2B many more, as a remote job only
+    # waits on the network). TRAINBOT_SANDBOX_LIMIT still caps sandboxes across all workers.
+    max_concurrent_jobs: int | None = Field(
+        default=None, ge=1, le=1000, alias="TRAINBOT_MAX_CONCURRENT_JOBS"
+    )
     # Jobs running at once across all workers, per Slack workspace and per person (0: no
     # limit). Jobs over a limit wait in the queue, and their card says so.
     max_jobs_per_workspace: int = Field(default=4, ge=0, alias="TRAINBOT_MAX_JOBS_PER_WORKSPACE")

@@ -29,7 +29,7 @@ from pipeline.cancel import CancelToken
 from pipeline.events import Event, EventKind
 from pipeline.recorder import JobRecorder
 from pipeline.runner import JOB, JobRunner, PipelineDeps
-from pipeline.sandbox.base import Sandbox
+from pipeline.sandbox.base import Sandbox, SandboxProvider
 from storage import queries, queue
 from storage.db import session_scope
 from storage.models import TrainingJob
@@ -53,6 +53,15 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def job_slots(configured: int | None, sandboxes: SandboxProvider) -> int:
+    """Jobs one worker runs at once: TRAINBOT_MAX_CONCURRENT_JOBS, else what its sandboxes
+    can drive. A running job is a thread of this process waiting on its sandbox (the local
+    one's processes, E2B's HTTP stream): a waiting thread costs about 20 KB resident (its
+    stack is mostly virtual), so hundreds of remote jobs fit in one worker (bench/fleet.py
+    runs 200)."""
+    return configured or sandboxes.concurrent_jobs
+
+
 class Runs(Protocol):
     """What runs one claimed job (pipeline.runner.JobRunner; tests pass a stand-in)."""
 
@@ -68,7 +77,7 @@ class JobWorker:
         self.runner = runner or JobRunner(deps)
         settings = deps.settings
         self.lease_seconds = settings.lease_seconds
-        self.slots = settings.max_concurrent_jobs
+        self.slots = job_slots(settings.max_concurrent_jobs, deps.sandboxes)
         self.scheduler = BackgroundScheduler(
             executors={
                 "jobs": ThreadPoolExecutor(self.slots),

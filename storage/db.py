@@ -31,8 +31,15 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        # Worker threads share the engine; SQLite needs this to allow it.
+        # Worker threads share the engine; SQLite needs this to allow it. Its writers take
+        # turns on the file whatever the pool (busy_timeout below).
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        # A worker's job threads (hundreds for remote sandboxes) write in short bursts; at
+        # 200 jobs in one process SQLAlchemy's 5 + 10 ran out and a job's write waited past
+        # the pool's 30 s (bench/fleet.py). Ten kept, thirty more for bursts: two processes
+        # at their busiest stay within PostgreSQL's default max_connections of 100.
+        kwargs |= {"pool_size": 10, "max_overflow": 30}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)

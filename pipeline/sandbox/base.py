@@ -121,6 +121,9 @@ class SandboxProvider(Protocol):
     # Sandboxes the provider lets run at once, across every process on one account (None: no
     # limit of its own). Running jobs and live apps both count. TRAINBOT_SANDBOX_LIMIT wins.
     concurrent_limit: int | None
+    # Jobs one worker runs at once in these sandboxes unless TRAINBOT_MAX_CONCURRENT_JOBS says
+    # otherwise: local sandboxes train on this machine's cores; a remote one's job only waits.
+    concurrent_jobs: int
 
     def create(self, *, job_id: str, timeout: int) -> Sandbox: ...
 

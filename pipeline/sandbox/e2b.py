@@ -397,6 +397,10 @@ def _chunks(stream: Iterator[bytes], action: str) -> Iterator[bytes]:
 
 
 HOBBY_CONCURRENT_SANDBOXES = 20
+# A job in an E2B sandbox costs its worker a thread that waits on an HTTP stream (training
+# runs in the VM), about 20 KB resident: one worker drives many. The plan's sandbox cap
+# (concurrent_limit, or TRAINBOT_SANDBOX_LIMIT) still holds across workers.
+REMOTE_CONCURRENT_JOBS = 50
 
 
 class E2BSandboxProvider:
@@ -414,6 +418,7 @@ class E2BSandboxProvider:
     # E2B runs 20 sandboxes at once on Hobby, 100 on Pro (e2b.dev/docs/sandbox/rate-limits);
     # past that, create fails with 429 (e2b_errors.BUSY). Waiting in our queue is kinder.
     concurrent_limit: int | None = HOBBY_CONCURRENT_SANDBOXES
+    concurrent_jobs = REMOTE_CONCURRENT_JOBS
 
     def __init__(
         self,

@@ -66,6 +66,15 @@ _ISOLATIONS = ("auto", "bwrap", "process")
 APP_GONE = "the app is gone: its local sandbox was stopped or its worker exited"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what a container's cpuset
+    leaves it) where the platform tells, else every core of the machine; at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _ends_after(seconds: int) -> datetime:
     """When a local sandbox asked to live `seconds` more stops: exactly then (no cap)."""
     return datetime.now(UTC) + timedelta(seconds=seconds)
@@ -447,6 +456,8 @@ class LocalSandboxProvider:
         self.bubblewrap, self.isolation = self._choose(isolation)
         # The probe has shown that the app's namespace is empty and its port can be forwarded.
         self.isolates_network = self.bubblewrap is not None
+        # Training runs on this machine: a job a core (each job's code gets one BLAS thread).
+        self.concurrent_jobs = usable_cores()
 
     @property
     def mode(self) -> str:

@@ -20,6 +20,7 @@ class CappedProvider:
     isolates_network: bool = True
     survives_worker: bool = True
     concurrent_limit: int | None = None
+    concurrent_jobs: int = 1
 
     def create(self, *, job_id: str, timeout: int) -> Sandbox:
         raise AssertionError("CappedProvider makes no sandboxes")

@@ -66,6 +66,8 @@ class RemoteLikeProvider:
     isolates_network = False
     survives_worker = True
     concurrent_limit: int | None = None
+    # Its commands are real processes on this machine: two at a time unless a test says.
+    concurrent_jobs = 2
 
     def __init__(self, root: Path, *, timings: RemoteTimings, owner: str = "") -> None:
         self.root = root

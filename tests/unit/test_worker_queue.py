@@ -52,6 +52,7 @@ class StandInProvider:
     max_lifetime: int | None = None
     isolates_network: bool = True
     concurrent_limit: int | None = None
+    concurrent_jobs: int = 2
     killed: list[str] = field(default_factory=list)
 
     def kill(self, sandbox_id: str) -> bool:
