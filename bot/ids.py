@@ -25,6 +25,7 @@ class BlockId(enum.StrEnum):
     BUDGET = "budget"
     CARD_ACTIONS = "job_card_actions"
     EXPIRY_ACTIONS = "expiry_notice_actions"
+    LIVE_ACTIONS = "live_reply_actions"
 
 
 class ActionId(enum.StrEnum):

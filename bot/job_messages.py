@@ -1,16 +1,28 @@
 """What one job event looks like in Slack: the job's status card and the replies in its thread.
 
 Called from the job's channel lane (bot.slack_lanes), so a job's card and thread are only ever
-touched by one thread at a time. Card edits are coalesced (at most one per `card_interval` a
-job), a queued or running job's card is refreshed now and then so its elapsed time stays true,
-and every write goes through the channel pacer; a 429 that still happens is retried by the
-client after its Retry-After (bot.slack_client).
+touched by one thread at a time. Every write goes through the channel pacer (about one message a
+second a channel), and the tiered methods (chat.update, conversations.join, file uploads)
+through the workspace's budget (bot.slack_budget), so a full window defers a write instead of
+stalling the lane in 429 retries. Spending them wisely:
+
+- A job's outcome (its live app or its failure) is sent first, before any other job's progress:
+  the notifier hands it over as urgent work and `send_outcomes` sends it as the job's thread
+  reply, with the Open live app button; when several outcomes of one channel wait, one roll-up
+  message carries every one's button and their thread replies follow.
+- Card edits are coalesced (at most one per `card_interval` a job), one a lane turn; an ended
+  job's final edit goes before any moving job's, and progress edits leave chat.update slots to
+  final edits. A moving card is refreshed now and then so its elapsed time stays true.
+- While the channel's lane is backed up (`busy`), finished stages get no reply of their own:
+  the card shows them, and the outcome's reply lists what the thread missed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +34,8 @@ from sqlalchemy.engine import Engine
 
 from bot import blocks
 from bot.manifest import APP_NAME
-from bot.slack_lanes import ChannelPacer
+from bot.slack_budget import MethodBudget
+from bot.slack_lanes import ChannelPacer, Deferred, Work
 from bot.snapshot import STAGE_TITLES, JobSnapshot, load_snapshot
 from pipeline.events import EventKind
 from pipeline.limits import FAILURE_LOG_LINES
@@ -36,6 +49,11 @@ log = logging.getLogger(__name__)
 
 CARD_POST_ATTEMPTS = 3
 ELAPSED_REFRESH_SECONDS = 15.0
+# chat.update slots (Tier 3: 50 a minute a workspace) that progress edits leave to final edits:
+# an ended job's card shows its outcome and buttons; a moving card can wait for its next step.
+KEEP_FOR_FINAL_EDITS = 20
+CHART_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
+MAX_STEPS = 12  # lines of missed stages and warnings an outcome reply lists
 ENDED = {status.value for status in (*TERMINAL, JobStatus.LIVE)}
 MOVING = {status.value for status in ACTIVE}
 CHANNEL_FALLBACK_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
@@ -54,10 +72,35 @@ class _Card:
     client: WebClient
     channel: str
     ts: str
+    workspace: str = ""  # whose rate limits its writes count against
     dirty: bool = False
+    final: bool = False  # the job ended: this edit goes before any moving job's
     last_edit: float = 0.0
     active: bool = True  # queued or running: the elapsed time on the card moves
     stage_notes: dict[str, str] = field(default_factory=dict)
+    replied: set[int] = field(default_factory=set)  # stage and warning events with a reply
+    summed_upto: int = 0  # stages and warnings up to this event are in the outcome's reply
+
+
+@dataclass
+class Outcome:
+    """A job's end (its live app or its failure) waiting for its channel's lane; `done` is
+    called once its writes are done or have failed for good."""
+
+    event: JobEvent
+    client: WebClient
+    workspace: str
+    done: Callable[[], None]
+
+
+def is_outcome(event: JobEvent) -> bool:
+    """The events a person waits for: the job failed, or its app is live."""
+    if event.kind == EventKind.FAILED.value:
+        return True
+    return event.kind == EventKind.FINISHED.value and event.data.get("status") == LIVE
+
+
+LIVE = JobStatus.LIVE.value
 
 
 class JobMessenger:
@@ -68,12 +111,16 @@ class JobMessenger:
         *,
         card_interval: float = 1.0,
         extend_hours: float = 1.0,
+        budget: MethodBudget | None = None,
     ) -> None:
         self.engine = engine
         self.pacer = pacer
         self.card_interval = card_interval
         self.extend_hours = extend_hours
+        self.budget = budget or MethodBudget()
         self._cards: dict[str, _Card] = {}
+        self._outcomes: dict[str, list[Outcome]] = {}  # lane -> outcomes waiting for it
+        self._outcomes_lock = threading.Lock()
         self._post_failures: dict[str, int] = {}
         # Channels this process saw the bot join or share into: it spares a join call, nothing
         # more. Slack is the truth (the bot can be removed at any time); see _share_chart.
@@ -81,40 +128,168 @@ class JobMessenger:
 
     # -- the lanes' side ------------------------------------------------------------------
 
-    def show(self, event: JobEvent, client: WebClient) -> None:
-        """Everything `event` changes in Slack, written before this returns."""
+    def show(
+        self, event: JobEvent, client: WebClient, *, workspace: str = "", busy: bool = False
+    ) -> None:
+        """Everything `event` changes in Slack, written before this returns (or `Deferred`:
+        a rate limit's window is full, try again later). `busy`: the channel's lane is
+        backed up, so finished stages wait for the outcome's reply."""
         kind = EventKind(event.kind)
-        card = self._card(event.job_id, client)
+        card = self._card(event.job_id, client, workspace)
         if card is None or kind == EventKind.QUEUED:
             return  # the card is all a queued job shows (or it could not be posted)
+        if is_outcome(event):  # the notifier sends these with send_outcomes; here, at once
+            outcome = Outcome(event, client, workspace, done=lambda: None)
+            self._outcome_reply(outcome, card, later=_now_or_never)
+            return
         card.dirty = True
         status = str(event.data.get("status") or "")
         if status in ENDED:
-            card.active = False
+            card.active, card.final = False, True
         elif status in MOVING:
             card.active = True  # e.g. handed back to the queue by a stopping worker
+        event_id = event.id or 0
+        quiet = busy or event_id <= card.summed_upto
         if kind == EventKind.PROGRESS:
             card.stage_notes[event.stage] = event.message
         elif kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
-            summary = card.stage_notes.get(event.stage, "done")
-            self._reply(card, blocks.stage_reply(event.stage, STAGE_TITLES[event.stage], summary))
+            if not quiet:
+                summary = card.stage_notes.get(event.stage, "done")
+                title = STAGE_TITLES[event.stage]
+                self._reply(card, blocks.stage_reply(event.stage, title, summary))
+                card.replied.add(event_id)
             if event.stage == Stage.TRAIN.value:
                 self._training_report(card, event)
         elif kind == EventKind.WARNING:
-            self._reply(card, blocks.warning_reply(event.message))
+            # Never held back: a warning is news, and the card does not show it.
+            if event_id > card.summed_upto:
+                self._reply(card, blocks.warning_reply(event.message))
+                card.replied.add(event_id)
         elif kind == EventKind.EXPIRING:
             self._expiring(card, event)
-        elif kind == EventKind.FAILED:
-            snap = self._edit_card(event.job_id, card)
-            detail = str(event.data.get("detail") or "") or self._log_tail(event.job_id)
-            self._reply(card, blocks.failure_reply(snap, detail))
         elif kind == EventKind.FINISHED:
-            self._finished(card, event)
+            self._ended(card, event)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def expect_outcome(self, lane: str, outcome: Outcome) -> None:
+        """Holds `outcome` for `send_outcomes(lane)` (called from the notifier's thread)."""
+        with self._outcomes_lock:
+            self._outcomes.setdefault(lane, []).append(outcome)
+
+    def drop_outcomes(self) -> None:
+        """Forgets the outcomes waiting (this process may no longer send)."""
+        with self._outcomes_lock:
+            self._outcomes.clear()
+
+    def send_outcomes(self, lane: str, later: Callable[[str, Work], None]) -> None:
+        """Sends the outcomes waiting for `lane`. One outcome of a channel is its thread's
+        reply; several share one roll-up message in the channel with each one's button, and
+        their thread replies follow as ordinary work (`later(job_id, work)`)."""
+        with self._outcomes_lock:
+            waiting = self._outcomes.pop(lane, [])
+        by_channel: dict[str, list[tuple[Outcome, _Card]]] = {}
+        for outcome in waiting:
+            card = self._card(outcome.event.job_id, outcome.client, outcome.workspace)
+            if card is None:
+                outcome.done()
+                continue
+            by_channel.setdefault(card.channel, []).append((outcome, card))
+        for channel, group in by_channel.items():
+            if len(group) == 1:
+                outcome, card = group[0]
+                self._outcome_reply(outcome, card, later)
+                continue
+            self._rollup(channel, group)
+            for outcome, card in group:
+                later(
+                    outcome.event.job_id,
+                    lambda o=outcome, c=card: self._outcome_reply(o, c, later),  # type: ignore[misc]
+                )
+
+    def _rollup(self, channel: str, group: list[tuple[Outcome, _Card]]) -> None:
+        snaps = [self._snapshot_and_place(o.event.job_id)[0] for o, _ in group]
+        client = group[0][1].client
+        for start in range(0, len(snaps), blocks.MAX_ROLLUP):
+            message = blocks.outcomes_rollup(snaps[start : start + blocks.MAX_ROLLUP])
+            try:
+                self.pacer.write(
+                    channel,
+                    lambda m=message: client.chat_postMessage(  # type: ignore[misc]
+                        channel=channel, **m.as_kwargs()
+                    ),
+                )
+            except (SlackApiError, OSError) as error:  # the thread replies still follow
+                log.warning("could not post the outcomes in %s: %s", channel, error)
+
+    def _outcome_reply(
+        self, outcome: Outcome, card: _Card, later: Callable[[str, Work], None]
+    ) -> None:
+        try:
+            chart = self._send_outcome(card, outcome.event)
+        except (SlackApiError, OSError) as error:  # the card's final edit still shows it
+            log.warning("could not reply the outcome of job %s: %s", outcome.event.job_id, error)
+            outcome.done()
+            return
+        if chart is None:
+            outcome.done()
+            return
+        later(outcome.event.job_id, lambda: self._chart_then_done(outcome, card, chart))
+
+    def _send_outcome(self, card: _Card, event: JobEvent) -> JobSnapshot | None:
+        """The outcome's thread reply, with what the thread missed; the live snapshot when a
+        chart is to follow."""
+        card.active, card.final, card.dirty = False, True, True
+        snap, _, _ = self._snapshot_and_place(event.job_id)
+        steps = self._missed_steps(card, event)
+        if event.kind == EventKind.FAILED.value:
+            detail = str(event.data.get("detail") or "") or self._log_tail(event.job_id)
+            self._reply(card, blocks.failure_reply(snap, detail, steps=steps))
+            return None
+        self._reply(card, blocks.live_reply(snap, steps=steps))
+        return snap if snap.status == LIVE else None
+
+    def _chart_then_done(self, outcome: Outcome, card: _Card, snap: JobSnapshot) -> None:
+        try:
+            self._upload_chart(outcome.event.job_id, card, snap)
+        except Deferred:
+            raise  # tried again when the upload methods have room
+        except (SlackApiError, OSError) as error:
+            log.warning("could not share the chart of job %s: %s", outcome.event.job_id, error)
+        outcome.done()
+
+    def _missed_steps(self, card: _Card, outcome: JobEvent) -> list[str]:
+        """Finished stages and warnings before `outcome` that got no reply of their own (the
+        channel was busy), from the stored events: another process may have shown some."""
+        upto = outcome.id or 0
+        with session_scope(self.engine) as session:
+            events = queries.list_events(
+                session, job_id=outcome.job_id, kinds=["progress", "finished", "warning"]
+            )
+        card.summed_upto = max(card.summed_upto, upto)
+        notes: dict[str, str] = {}
+        steps: list[str] = []
+        for event in events:
+            if event.id is None or event.id >= upto:
+                break
+            if event.kind == EventKind.PROGRESS.value:
+                notes[event.stage] = event.message
+            elif event.id in card.replied:
+                continue
+            elif event.kind == EventKind.FINISHED.value and event.stage in STAGE_TITLES:
+                steps.append(f"✓ {STAGE_TITLES[event.stage]} — {notes.get(event.stage, 'done')}")
+            elif event.kind == EventKind.WARNING.value:
+                steps.append(f"⚠️ {event.message}")
+        return steps[-MAX_STEPS:]
+
+    # -- the tick ---------------------------------------------------------------------------
 
     def flush_due(self, job_ids: set[str]) -> float | None:
-        """Sends the due card edits of `job_ids`; the seconds until the next one is due."""
+        """Sends one due card edit of `job_ids` (an ended job's first); the seconds until the
+        next is due (0: another is due now; None: no card of them is waiting or ticking)."""
         now = time.monotonic()
         next_due: float | None = None
+        due_now: list[tuple[tuple[bool, float], str, _Card]] = []
         for job_id in job_ids:
             card = self._cards.get(job_id)
             if card is None:
@@ -122,25 +297,41 @@ class JobMessenger:
             # A running job's card also ticks now and then, so its elapsed time stays true.
             if card.active and now - card.last_edit >= ELAPSED_REFRESH_SECONDS:
                 card.dirty = True
-            if card.dirty and now - card.last_edit >= self.card_interval:
-                try:
-                    self._edit_card(job_id, card)
-                except SlackApiError as error:
-                    log.warning("could not edit the card of job %s: %s", job_id, _code(error))
-                    card.dirty = False
-                now = time.monotonic()
             if card.dirty:
                 due = card.last_edit + self.card_interval - now
             elif card.active:
                 due = card.last_edit + ELAPSED_REFRESH_SECONDS - now
             else:
                 continue
-            next_due = due if next_due is None else min(next_due, due)
-        return next_due
+            if due <= 0 and card.dirty:
+                due_now.append(((not card.final, card.last_edit), job_id, card))
+            else:
+                next_due = _sooner(next_due, due)
+        if not due_now:
+            return next_due
+        due_now.sort(key=lambda entry: entry[0])
+        _, job_id, card = due_now[0]
+        keep = 0 if card.final else KEEP_FOR_FINAL_EDITS
+        wait = self.budget.take(card.workspace, ["chat.update"], keep=keep)
+        if wait > 0:
+            return _sooner(next_due, wait)
+        try:
+            self._edit_card(job_id, card)
+        except SlackApiError as error:
+            log.warning("could not edit the card of job %s: %s", job_id, _code(error))
+            card.dirty = False
+        except OSError as error:  # no answer: the card stays dirty and is tried again
+            log.warning("could not edit the card of job %s: %s", job_id, error)
+            card.last_edit = time.monotonic()
+        return 0.0 if len(due_now) > 1 else _sooner(next_due, self.card_interval)
 
-    def adopt(self, job_id: str, client: WebClient, channel: str, ts: str) -> None:
+    def adopt(
+        self, job_id: str, client: WebClient, channel: str, ts: str, workspace: str = ""
+    ) -> None:
         """A card posted before (by this process or another): refresh it soon."""
-        self._cards.setdefault(job_id, _Card(client=client, channel=channel, ts=ts, dirty=True))
+        self._cards.setdefault(
+            job_id, _Card(client=client, channel=channel, ts=ts, workspace=workspace, dirty=True)
+        )
 
     def editing(self) -> bool:
         """True while some card edit is waiting to be sent."""
@@ -148,13 +339,11 @@ class JobMessenger:
 
     # -- what each kind of event says -------------------------------------------------------
 
-    def _finished(self, card: _Card, event: JobEvent) -> None:
-        snap = self._edit_card(event.job_id, card)
+    def _ended(self, card: _Card, event: JobEvent) -> None:
+        """Cancelled, stopped or expired: the card's final edit comes with the tick."""
+        card.active, card.final = False, True
         if event.data.get("status") == JobStatus.CANCELLED.value:
             self._reply(card, blocks.cancelled_reply(str(event.data.get("by") or "")))
-        elif snap.status == JobStatus.LIVE.value:
-            self._reply(card, blocks.live_reply(snap))
-            self._upload_chart(event.job_id, card, snap)
         else:
             self._reply(card, blocks.note_reply(event.message))
 
@@ -178,7 +367,7 @@ class JobMessenger:
 
     # -- cards ------------------------------------------------------------------------------
 
-    def _card(self, job_id: str, client: WebClient) -> _Card | None:
+    def _card(self, job_id: str, client: WebClient, workspace: str) -> _Card | None:
         """The job's card; posts it now if it was not yet (or posting failed before)."""
         card = self._cards.get(job_id)
         if card is not None:
@@ -188,13 +377,14 @@ class JobMessenger:
         if job is None:
             return None
         if job.card_ts and job.card_channel_id:
-            card = self._cards[job_id] = _Card(client, job.card_channel_id, job.card_ts)
+            card = _Card(client, job.card_channel_id, job.card_ts, workspace=workspace)
+            self._cards[job_id] = card
             return card
         failures = self._post_failures.get(job_id, 0)
         if failures >= CARD_POST_ATTEMPTS:
             return None
         try:
-            return self._post_card(job_id, client)
+            return self._post_card(job_id, client, workspace)
         except SlackApiError as error:
             self._post_failures[job_id] = failures + 1
             log.warning(
@@ -205,11 +395,13 @@ class JobMessenger:
             )
             return None
 
-    def _post_card(self, job_id: str, client: WebClient) -> _Card:
+    def _post_card(self, job_id: str, client: WebClient, workspace: str) -> _Card:
         snap, job_channel, user = self._snapshot_and_place(job_id)
         message = blocks.job_card(snap)
-        response = self._post_with_fallback(client, job_channel, user, message, snap)
-        card = _Card(client, response["channel"], response["ts"], last_edit=time.monotonic())
+        response = self._post_with_fallback(client, workspace, job_channel, user, message, snap)
+        card = _Card(
+            client, response["channel"], response["ts"], workspace, last_edit=time.monotonic()
+        )
         self._cards[job_id] = card
         with session_scope(self.engine) as session:
             queries.update_job(
@@ -218,7 +410,13 @@ class JobMessenger:
         return card
 
     def _post_with_fallback(
-        self, client: WebClient, channel: str, user: str, message: blocks.Message, snap: JobSnapshot
+        self,
+        client: WebClient,
+        workspace: str,
+        channel: str,
+        user: str,
+        message: blocks.Message,
+        snap: JobSnapshot,
     ) -> Any:
         metadata = blocks.card_metadata(snap)
 
@@ -236,7 +434,7 @@ class JobMessenger:
             if _code(error) not in CHANNEL_FALLBACK_ERRORS:
                 raise
         # The bot is not in the channel: join it if it is public, else tell the person directly.
-        if self._join(client, channel):
+        if self._join(client, workspace, channel):
             try:
                 return post(channel)
             except SlackApiError:
@@ -246,24 +444,28 @@ class JobMessenger:
         )
         return post(user)
 
-    def _edit_card(self, job_id: str, card: _Card) -> JobSnapshot:
+    def _edit_card(self, job_id: str, card: _Card) -> None:
+        """The card as the job is now; its chat.update slot was taken by the caller."""
         wait = card.last_edit + self.card_interval - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # only this channel's lane waits
         card.dirty = False
-        snap, _, _ = self._snapshot_and_place(job_id)
-        message = blocks.job_card(snap)
-        self.pacer.write(
-            card.channel,
-            lambda: card.client.chat_update(
-                channel=card.channel,
-                ts=card.ts,
-                metadata=blocks.card_metadata(snap),
-                **message.as_kwargs(),
-            ),
-        )
-        card.last_edit = time.monotonic()
-        return snap
+        try:
+            snap, _, _ = self._snapshot_and_place(job_id)
+            message = blocks.job_card(snap)
+            self.pacer.write(
+                card.channel,
+                lambda: card.client.chat_update(
+                    channel=card.channel,
+                    ts=card.ts,
+                    metadata=blocks.card_metadata(snap),
+                    **message.as_kwargs(),
+                ),
+            )
+        finally:
+            self.budget.stamp(card.workspace, "chat.update")
+            card.last_edit = time.monotonic()
+        card.final = card.final and card.dirty  # a newer change may have come meanwhile
 
     # -- thread -------------------------------------------------------------------------------
 
@@ -291,16 +493,21 @@ class JobMessenger:
         channel = card.channel
         for _ in range(2):
             if channel not in self._member_of and not channel.startswith(DIRECT_MESSAGE_PREFIXES):
-                self._join(card.client, channel)  # refused for private channels; the share tells
+                # Refused for private channels; the share tells.
+                self._join(card.client, card.workspace, channel)
             try:
-                self.pacer.write(
-                    channel,
-                    lambda: card.client.files_upload_v2(
-                        channel=channel,
-                        thread_ts=card.ts,
-                        file=chart,
-                        filename="chart.png",
-                        title=title,
+                self._spend(
+                    card.workspace,
+                    CHART_METHODS,
+                    lambda: self.pacer.write(
+                        channel,
+                        lambda: card.client.files_upload_v2(
+                            channel=channel,
+                            thread_ts=card.ts,
+                            file=chart,
+                            filename="chart.png",
+                            title=title,
+                        ),
                     ),
                 )
             except SlackApiError as error:
@@ -315,15 +522,30 @@ class JobMessenger:
             return True
         return False
 
-    def _join(self, client: WebClient, channel: str) -> bool:
+    def _join(self, client: WebClient, workspace: str, channel: str) -> bool:
         """Joins a public channel; False where Slack refuses (private, archived, no scope)."""
         try:
-            client.conversations_join(channel=channel)
+            self._spend(
+                workspace,
+                ["conversations.join"],
+                lambda: client.conversations_join(channel=channel),
+            )
         except SlackApiError as error:
             log.info("cannot join %s (%s)", channel, _code(error))
             return False
         self._member_of.add(channel)
         return True
+
+    def _spend(self, workspace: str, methods: Sequence[str], call: Callable[[], Any]) -> Any:
+        """Makes `call` with a slot of each of its tiered `methods`, or raises `Deferred`."""
+        wait = self.budget.take(workspace, methods)
+        if wait > 0:
+            raise Deferred(wait)
+        try:
+            return call()
+        finally:
+            for method in methods:
+                self.budget.stamp(workspace, method)
 
     def _log_tail(self, job_id: str) -> str:
         with session_scope(self.engine) as session:
@@ -337,6 +559,18 @@ class JobMessenger:
                 raise LookupError(job_id)
             snap = load_snapshot(session, job)
         return snap, job.channel_id or job.requested_by, job.requested_by
+
+
+def _now_or_never(job_id: str, work: Work) -> None:
+    """Runs follow-up work at once; work that would wait for a rate limit is left out."""
+    try:
+        work()
+    except Deferred:
+        log.info("left out a deferred follow-up of job %s", job_id)
+
+
+def _sooner(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
 
 
 def _code(error: SlackApiError) -> str:

@@ -13,6 +13,7 @@ has them, the cursor does not yet.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -27,8 +28,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from bot.feed_position import FeedPosition
-from bot.job_messages import JobMessenger
-from bot.slack_lanes import ChannelPacer, Lanes
+from bot.job_messages import JobMessenger, Outcome, is_outcome
+from bot.slack_lanes import ChannelPacer, Deferred, Lanes
 from pipeline.events import EventKind
 from storage import event_feed
 from storage.db import session_scope
@@ -41,7 +42,14 @@ log = logging.getLogger(__name__)
 ClientFor = Callable[[str | None, str | None], WebClient | None]
 
 BATCH = 200
-MAX_IN_FLIGHT = 1000  # events handed to lanes and not yet done; past this, reading pauses
+# Events handed to lanes and not yet done; past this, reading pauses. Most cost no write (a
+# progress event only marks its card), but wait in their lane behind those that do: a few
+# thousand jobs' worth, so a busy channel does not keep another job's outcome unread.
+MAX_IN_FLIGHT = 20_000
+# Seconds an event waited in its channel's lane past which the channel is busy: its finished
+# stages then wait for the job's outcome reply instead of a late reply each. A lone job's
+# bursts of events wait a few seconds at most; twenty jobs' cards alone take twenty.
+BUSY_LAG_SECONDS = 10.0
 SAVE_SECONDS = 0.2  # while events are in flight, the cursor is saved at least this often
 NETWORK_ATTEMPTS = 3  # an event whose writes fail without an answer from Slack is tried again
 
@@ -177,16 +185,48 @@ class SlackNotifier:
             position.done(event_id)
             return
         lane = self._lane_of.setdefault(job.id, _channel_of(job))
-        self.lanes.submit(lane, job.id, lambda: self._show(position, event, client))
+        team = job.team_id or ""  # whose rate limits the writes count against
+        if is_outcome(event):
+            # Before anything else in its lane: what the person is waiting for.
+            done = functools.partial(position.done, event_id)
+            self.messenger.expect_outcome(lane, Outcome(event, client, team, done))
+            work = functools.partial(self._send_outcomes, position, lane)
+            self.lanes.submit(lane, job.id, work, urgent=True)
+            return
+        queued_at = time.monotonic()
+        self.lanes.submit(
+            lane, job.id, lambda: self._show(position, event, client, team, queued_at)
+        )
 
-    def _show(self, position: FeedPosition, event: JobEvent, client: WebClient) -> None:
+    def _send_outcomes(self, position: FeedPosition, lane: str) -> None:
+        if self._position is not position:
+            return  # the lease was lost meanwhile: the new holder sends them
+
+        def later(job_id: str, work: Callable[[], None]) -> None:
+            self.lanes.submit(lane, job_id, work)
+
+        self.messenger.send_outcomes(lane, later)
+
+    def _show(
+        self,
+        position: FeedPosition,
+        event: JobEvent,
+        client: WebClient,
+        workspace: str,
+        queued_at: float,
+    ) -> None:
         if self._position is not position:
             return  # the lease was lost meanwhile: the new holder sends this one
+        busy = time.monotonic() - queued_at >= BUSY_LAG_SECONDS
+        deferred = False
         try:
             for attempt in range(1, NETWORK_ATTEMPTS + 1):
                 try:
-                    self.messenger.show(event, client)
+                    self.messenger.show(event, client, workspace=workspace, busy=busy)
                     return
+                except Deferred:
+                    deferred = True
+                    raise  # the lane tries it again when the rate limit's window has room
                 except SlackApiError as error:  # Slack answered: trying again changes nothing
                     log.warning(
                         "Slack refused an update of job %s (%s event %s): %s",
@@ -201,7 +241,8 @@ class SlackNotifier:
                         log.warning("gave up on event %s after %s", event.id, error)
                         return
         finally:
-            position.done(_event_id(event))
+            if not deferred:
+                position.done(_event_id(event))
 
     def _keep_lease(self) -> bool:
         if self._position is not None and time.monotonic() < self._renew_at:
@@ -234,13 +275,16 @@ class SlackNotifier:
             client = self.client_for(job.team_id, job.enterprise_id)
             if client is None or not job.card_channel_id or not job.card_ts:
                 continue
-            self.messenger.adopt(job.id, client, job.card_channel_id, job.card_ts)
+            self.messenger.adopt(
+                job.id, client, job.card_channel_id, job.card_ts, workspace=job.team_id or ""
+            )
             self.lanes.submit(self._lane_of.setdefault(job.id, _channel_of(job)), job.id)
 
     def _lose_lease(self) -> None:
         log.warning("another process took over the Slack notifications (%s)", self.holder)
         self._position = None
         self.lanes.clear()
+        self.messenger.drop_outcomes()
 
     def _save(self, position: FeedPosition) -> bool:
         with session_scope(self.engine) as session:

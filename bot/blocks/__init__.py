@@ -18,12 +18,14 @@ from bot.blocks.card import card_metadata, job_card
 from bot.blocks.home import home_view
 from bot.blocks.modal import TrainFormValues, train_modal
 from bot.blocks.replies import (
+    MAX_ROLLUP,
     cancelled_reply,
     expiry_notice,
     extended_reply,
     failure_reply,
     live_reply,
     note_reply,
+    outcomes_rollup,
     stage_reply,
     warning_reply,
 )
@@ -45,7 +47,9 @@ __all__ = [
     "home_view",
     "job_card",
     "list_message",
+    "MAX_ROLLUP",
     "live_reply",
+    "outcomes_rollup",
     "logs_message",
     "note_reply",
     "stage_reply",

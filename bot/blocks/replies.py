@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from bot.blocks.base import MAX_SECTION, Message, button, context, make_message, section
+from bot.blocks.base import (
+    MAX_MESSAGE_BLOCKS,
+    MAX_SECTION,
+    Message,
+    button,
+    context,
+    make_message,
+    section,
+)
 from bot.blocks.status import model_name, reason, stage_title
-from bot.ids import TRAIN_COMMAND, ActionId, BlockId
+from bot.ids import TRAIN_COMMAND, ActionId, BlockId, open_app_action_id
 from bot.snapshot import JobSnapshot
 from bot.text import code, code_block, escape, format_metric, link, safe_url, slack_date, user_ref
 from pipeline.limits import FAILURE_LOG_LINES
 from storage.models import SHORT_ID_LENGTH
+from storage.states import JobStatus
+
+# Outcomes one roll-up message lists (a header and a section each, within Slack's 50 blocks).
+MAX_ROLLUP = 20
 
 
 def stage_reply(stage: str, title: str, summary: str) -> Message:
@@ -36,8 +50,9 @@ def warning_reply(message: str) -> Message:
     return make_message(text, [section(text)])
 
 
-def failure_reply(snap: JobSnapshot, log_tail: str) -> Message:
-    """Why the job failed, the end of its log, and what to do next."""
+def failure_reply(snap: JobSnapshot, log_tail: str, *, steps: Sequence[str] = ()) -> Message:
+    """Why the job failed, the end of its log, and what to do next; `steps`: what the thread
+    did not get a reply for while the channel was busy (see `steps_block`)."""
     head = (
         f"❌ *{model_name(snap)}* failed during *{stage_title(snap.stage)}*: {reason(snap, 2500)}"
     )
@@ -53,11 +68,14 @@ def failure_reply(snap: JobSnapshot, log_tail: str) -> Message:
             f"Try again: {code(f'{TRAIN_COMMAND} retry {short}', 80)}",
         )
     )
+    if steps:
+        blocks.append(steps_block(steps))
     return make_message(head, blocks)
 
 
-def live_reply(snap: JobSnapshot) -> Message:
-    """The app is up: the score, where it lives, until when, and how to call it."""
+def live_reply(snap: JobSnapshot, *, steps: Sequence[str] = ()) -> Message:
+    """The app is up: the score, where it lives, until when, how to call it, and the button
+    that opens it; `steps` as in `failure_reply`."""
     metrics = snap.metrics or {}
     app_link = link(snap.url, "Open the live app")
     head = f"✅ *{model_name(snap)}* is live" + (f": {app_link}" if app_link else ".")
@@ -86,8 +104,49 @@ def live_reply(snap: JobSnapshot) -> Message:
         )
         block, _ = code_block(curl.splitlines(), MAX_SECTION)
         blocks.append(section("Try it from a terminal (`/schema` lists the features):\n" + block))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": BlockId.LIVE_ACTIONS,
+                "elements": [button("Open live app", ActionId.OPEN_APP, url=url, style="primary")],
+            }
+        )
+    if steps:
+        blocks.append(steps_block(steps))
     text = f"✅ {model_name(snap)} is live" + (f": {url}" if url else "")
     return make_message(text, blocks)
+
+
+def steps_block(steps: Sequence[str]) -> dict[str, Any]:
+    """The finished stages and warnings a busy channel's thread got no reply for: the card
+    showed them as they happened, and they are kept here for the record."""
+    return context(escape("\n".join(steps), 2900))
+
+
+def outcomes_rollup(snaps: Sequence[JobSnapshot]) -> Message:
+    """Several jobs of one channel ended at once: one message with each one's outcome and,
+    for a live app, its button, so none waits behind the others (Slack takes about one
+    message a second a channel). Each job's thread gets its full reply after."""
+    shown = list(snaps)[:MAX_ROLLUP]
+    live = sum(1 for snap in shown if snap.status == JobStatus.LIVE.value)
+    failed = len(shown) - live
+    parts = [f"{live} live" if live else "", f"{failed} failed" if failed else ""]
+    head = f"*{len(shown)} jobs just finished:* " + ", ".join(p for p in parts if p)
+    blocks: list[dict[str, Any]] = [section(head)]
+    for position, snap in enumerate(shown):
+        url = safe_url(snap.url) if snap.status == JobStatus.LIVE.value else None
+        if url:
+            line = f"✅ *{model_name(snap)}* is live"
+            accessory = button(
+                "Open live app", open_app_action_id(position), url=url, style="primary"
+            )
+            blocks.append(section(f"{line} (job {code(snap.short_id, 20)})", accessory=accessory))
+        else:
+            line = f"❌ *{model_name(snap)}* failed during *{stage_title(snap.stage)}*"
+            blocks.append(section(f"{line}: {reason(snap, 500)} (job {code(snap.short_id, 20)})"))
+    blocks.append(context("Details and charts follow in each job's thread."))
+    text = head.replace("*", "") + ": " + ", ".join(model_name(s) for s in shown)
+    return make_message(text, blocks[:MAX_MESSAGE_BLOCKS])
 
 
 def expiry_notice(job_id: str, expires_at: datetime, hours: float) -> Message:

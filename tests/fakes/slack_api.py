@@ -7,8 +7,10 @@
         assert fake.rejections == []
 
 It refuses what Slack refuses: a missing or wrong token, blocks and views over Block Kit's
-limits, malformed metadata, and more than one message a second into a channel (HTTP 429 with
-Retry-After), a method the token lacks the scope for (`scopes`, missing_scope), and channels
+limits, malformed metadata, more than one message a second into a channel and more calls to a
+method in a minute than its rate-limit tier allows a workspace (both HTTP 429 with Retry-After;
+tiers in tests.fakes.slack_tiers, refusals in `rate_limited`, the tier's also in
+`tier_limited`), a method the token lacks the scope for (`scopes`, missing_scope), and channels
 the bot may not use: it posts in a public channel without being a member only with
 chat:write.public, never in a private one it was not invited to, and shares files only where it is
 a member (join a public channel with conversations.join; `add_channel` sets up the others).
@@ -33,7 +35,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar, overload
@@ -59,6 +61,7 @@ from tests.fakes.slack_requests import (
     parse_params,
     required,
 )
+from tests.fakes.slack_tiers import WINDOW_SECONDS, TierWindows
 
 UPLOAD = "files:upload"  # POST of the bytes to the URL files.getUploadURLExternal returned
 DOWNLOAD = "files:download"  # GET of a file's url_private(_download)
@@ -129,6 +132,7 @@ class _Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    tier_limited: bool = False
 
 
 def _json_reply(data: dict[str, Any], status: int = 200, **headers: str) -> _Reply:
@@ -152,6 +156,9 @@ class FakeSlack(LoopbackService):
         bot_id: str = "B0TRAINBOT",
         team_id: str = "T0TEAM",
         oauth: SlackOAuth | None = None,
+        tier_limits: Mapping[str, int] | None = None,
+        tier_window_seconds: float = WINDOW_SECONDS,
+        tier_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token, self.app_token = token, app_token
         # Issues a Socket Mode websocket URL; None: the app has Socket Mode turned off.
@@ -160,6 +167,11 @@ class FakeSlack(LoopbackService):
         self.scopes = ALL_SCOPES if scopes is None else frozenset(scopes)
         self.per_channel_interval = per_channel_interval
         self.retry_after = retry_after
+        # Calls a method may take per workspace per window; `tier_limits` overrides a method's
+        # documented floor (a test that needs a small one); the window is a minute unless a
+        # test shortens it, or moves `tier_clock` on, to see a slot free again.
+        self._tiers = TierWindows(tier_limits, window=tier_window_seconds)
+        self._tier_clock = tier_clock
         # None: any non-empty trigger_id opens a view once; a set: only those do.
         self.trigger_ids: set[str] | None = None if trigger_ids is None else set(trigger_ids)
         self.expired_trigger_ids: set[str] = set(expired_trigger_ids)
@@ -172,6 +184,7 @@ class FakeSlack(LoopbackService):
         self.calls: list[Call] = []
         self.rejections: list[Rejection] = []
         self.rate_limited: list[Call] = []
+        self.tier_limited: list[Call] = []  # those of rate_limited refused for the method's tier
         self.views: list[dict[str, Any]] = []  # every open/update/push/publish, in order
         self.home_views: dict[str, dict[str, Any]] = {}
         self.ephemeral: list[dict[str, Any]] = []
@@ -356,6 +369,8 @@ class FakeSlack(LoopbackService):
             self.calls.append(call)
             if reply.status == 429:
                 self.rate_limited.append(call)
+            if reply.tier_limited:
+                self.tier_limited.append(call)
             return reply
 
     def _api(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> _Reply:
@@ -363,7 +378,12 @@ class FakeSlack(LoopbackService):
         if handler is None:
             return _json_reply({"ok": False, "error": "unknown_method", "req_method": method})
         if method in NO_TOKEN_METHODS:
-            return _json_reply(self.oauth.exchange(params, headers.get("authorization")))
+            grant = self.oauth.grants.get(str(params.get("code") or ""))
+            return self._within_tier(
+                grant.team_id if grant else "",
+                method,
+                lambda: _json_reply(self.oauth.exchange(params, headers.get("authorization"))),
+            )
         form_token = params.pop("token", None)
         if method in APP_TOKEN_METHODS:
             auth_error = self._app_auth_error(headers.get("authorization"))
@@ -372,10 +392,28 @@ class FakeSlack(LoopbackService):
         if auth_error:
             return _json_reply({"ok": False, "error": auth_error})
         self._caller = self._workspace_of_token(headers.get("authorization"), form_token)
+        # The app-level token belongs to the app, not to a workspace.
+        counted_for = f"app {self.oauth.app_id}" if method in APP_TOKEN_METHODS else self._team
         try:
-            return self._answer(method, handler, params)
+            return self._within_tier(
+                counted_for, method, lambda: self._answer(method, handler, params)
+            )
         finally:
             self._caller = None
+
+    def _within_tier(self, workspace: str, method: str, answer: Callable[[], _Reply]) -> _Reply:
+        """Slack's per-method tiers (tests.fakes.slack_tiers): every call it answers counts,
+        errors included, except one it refused with a 429 (of a tier or a channel)."""
+        now = self._tier_clock()
+        wait = self._tiers.retry_after(workspace, method, now)
+        if wait is not None:
+            reply = self._ratelimited(wait)
+            reply.tier_limited = True
+            return reply
+        reply = answer()
+        if reply.status != 429:
+            self._tiers.accept(workspace, method, now)
+        return reply
 
     def _answer(
         self,
@@ -470,8 +508,8 @@ class FakeSlack(LoopbackService):
             "not_allowed_token_type" if authorization == f"Bearer {self.token}" else "invalid_auth"
         )
 
-    def _ratelimited(self) -> _Reply:
-        retry = {"Retry-After": str(self.retry_after)}
+    def _ratelimited(self, retry_after: int | None = None) -> _Reply:
+        retry = {"Retry-After": str(retry_after or self.retry_after)}
         return _json_reply({"ok": False, "error": "ratelimited"}, status=429, **retry)
 
     # -- apps --------------------------------------------------------------------------------

@@ -174,6 +174,7 @@ def test_modal_is_a_valid_view_with_the_contract_block_ids() -> None:
     assert set(inputs(view)) == {b.value for b in BlockId} - {
         BlockId.CARD_ACTIONS,
         BlockId.EXPIRY_ACTIONS,
+        BlockId.LIVE_ACTIONS,
     }
 
 
