@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 
 CARD_POST_ATTEMPTS = 3
 ELAPSED_REFRESH_SECONDS = 15.0
-# chat.update slots (Tier 3: 50 a minute a workspace) that progress edits leave to final edits:
-# an ended job's card shows its outcome and buttons; a moving card can wait for its next step.
-KEEP_FOR_FINAL_EDITS = 20
+# The share of chat.update's slots (Tier 3: 50 a minute a workspace) that progress edits leave
+# to final edits: an ended job's card shows its outcome and buttons; a moving card can wait.
+KEPT_FOR_FINAL_EDITS = 0.4
 CHART_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 MAX_STEPS = 12  # lines of missed stages and warnings an outcome reply lists
 ENDED = {status.value for status in (*TERMINAL, JobStatus.LIVE)}
@@ -118,6 +118,8 @@ class JobMessenger:
         self.card_interval = card_interval
         self.extend_hours = extend_hours
         self.budget = budget or MethodBudget()
+        edits_per_minute = self.budget.per_minute.get("chat.update", 0)
+        self._kept_for_finals = int(edits_per_minute * KEPT_FOR_FINAL_EDITS)
         self._cards: dict[str, _Card] = {}
         self._outcomes: dict[str, list[Outcome]] = {}  # lane -> outcomes waiting for it
         self._outcomes_lock = threading.Lock()
@@ -311,7 +313,7 @@ class JobMessenger:
             return next_due
         due_now.sort(key=lambda entry: entry[0])
         _, job_id, card = due_now[0]
-        keep = 0 if card.final else KEEP_FOR_FINAL_EDITS
+        keep = 0 if card.final else self._kept_for_finals
         wait = self.budget.take(card.workspace, ["chat.update"], keep=keep)
         if wait > 0:
             return _sooner(next_due, wait)
@@ -449,7 +451,6 @@ class JobMessenger:
         wait = card.last_edit + self.card_interval - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # only this channel's lane waits
-        card.dirty = False
         try:
             snap, _, _ = self._snapshot_and_place(job_id)
             message = blocks.job_card(snap)
@@ -462,10 +463,12 @@ class JobMessenger:
                     **message.as_kwargs(),
                 ),
             )
+            # Clean only once sent: `editing()` (other threads) must see it until then. Only
+            # this lane's thread changes the card, so nothing newer came meanwhile.
+            card.dirty = card.final = False
         finally:
             self.budget.stamp(card.workspace, "chat.update")
             card.last_edit = time.monotonic()
-        card.final = card.final and card.dirty  # a newer change may have come meanwhile
 
     # -- thread -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from bot.feed_position import FeedPosition
 from bot.job_messages import JobMessenger, Outcome, is_outcome
+from bot.slack_budget import MethodBudget
 from bot.slack_lanes import ChannelPacer, Deferred, Lanes
 from pipeline.events import EventKind
 from storage import event_feed
@@ -68,6 +69,8 @@ class SlackNotifier:
         gap_grace: float = 5.0,
         extend_hours: float = 1.0,
         cursor: str = event_feed.NOTIFIER_CURSOR,
+        budget: MethodBudget | None = None,
+        busy_lag: float = BUSY_LAG_SECONDS,
     ) -> None:
         self.engine = engine
         self.client_for = client_for
@@ -75,12 +78,14 @@ class SlackNotifier:
         self.lease_seconds = lease_seconds
         self.gap_grace = gap_grace
         self.cursor = cursor
+        self.busy_lag = busy_lag
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.messenger = JobMessenger(
             engine,
             ChannelPacer(channel_interval),
             card_interval=card_interval,
             extend_hours=extend_hours,
+            budget=budget,
         )
         self.lanes = Lanes(self.messenger.flush_due)
         self._wakeup = Wakeup(engine, EVENTS_CHANNEL, listen=listen)
@@ -217,7 +222,7 @@ class SlackNotifier:
     ) -> None:
         if self._position is not position:
             return  # the lease was lost meanwhile: the new holder sends this one
-        busy = time.monotonic() - queued_at >= BUSY_LAG_SECONDS
+        busy = time.monotonic() - queued_at >= self.busy_lag
         deferred = False
         try:
             for attempt in range(1, NETWORK_ATTEMPTS + 1):
