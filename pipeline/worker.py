@@ -11,12 +11,13 @@ every decision is a compare-and-set on the job's row (storage.queue).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol
@@ -24,6 +25,7 @@ from typing import Protocol
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError as SchedulerJobMissing
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
 
 from pipeline.cancel import CancelToken
 from pipeline.events import Event, EventKind
@@ -46,6 +48,9 @@ HANDED_BACK = (
 WORKER_GONE_APP = "the worker serving it stopped"
 # How long a stopping worker waits for its jobs' runs to clean up after it stopped them.
 STOP_WAIT_SECONDS = 5.0
+# How old the answer to "does this worker still hold the job" may be when a running job asks
+# (a cancel from another process, a takeover): the bound on how long a lost job runs on.
+HELD_CHECK_SECONDS = 1.0
 
 
 def new_worker_id() -> str:
@@ -92,6 +97,8 @@ class JobWorker:
         self._handing_back: set[str] = set()  # stopped by a drain: not renewed, not failed
         self._apps: dict[str, Sandbox] = {}  # live apps that die with this process
         self._lock = threading.Lock()
+        self._letting_go: set[str] = set()  # gone live, released: not taken from this worker
+        self._held = HeldCheck(deps.engine, self.id, self._running_ids)
         self._claim_lock = threading.Lock()  # one claim at a time in this process
         self._claim_pending = False  # a wake-up asked for a claim that has not begun
         self._idle = threading.Condition(self._lock)
@@ -210,7 +217,8 @@ class JobWorker:
             only=self._only,
         )
         for job_id in claimed:
-            token = CancelToken(partial(self._lost, job_id))
+            # Asked at every poll: the answer is one shared read, at most a second old.
+            token = CancelToken(partial(self._held.lost, job_id), poll_seconds=0.0)
             with self._lock:
                 self._running[job_id] = token
             self.scheduler.add_job(
@@ -233,10 +241,11 @@ class JobWorker:
                 lease_seconds=self.lease_seconds,
             )
         for job_id in running - held:
-            log.warning("job %s was taken from this worker; stopping its run", job_id[:8])
             with self._lock:
-                token = self._running.get(job_id)
+                # A job that went live meanwhile was let go by this worker, not taken.
+                token = None if job_id in self._letting_go else self._running.get(job_id)
             if token is not None:
+                log.warning("job %s was taken from this worker; stopping its run", job_id[:8])
                 token.cancel()
         for job_id in apps - held:
             with self._lock:
@@ -265,6 +274,7 @@ class JobWorker:
         finally:
             with self._idle:
                 self._running.pop(job_id, None)
+                self._letting_go.discard(job_id)
                 self._idle.notify_all()
             self.wake()  # a slot came free
 
@@ -272,16 +282,17 @@ class JobWorker:
         """A job went live. An app that outlives this process (E2B) needs no worker: let go
         of it; one that dies with it (local) is held, its lease renewed, until it ends."""
         if self.deps.sandboxes.survives_worker:
+            with self._lock:
+                self._letting_go.add(job_id)
             with session_scope(self.deps.engine) as session:
                 queue.release(session, job_id=job_id, worker_id=self.id)
             return
         with self._lock:
             self._apps[job_id] = sandbox
 
-    def _lost(self, job_id: str) -> bool:
-        """The run's stop signal: cancelled, or no longer this worker's (taken over)."""
-        with session_scope(self.deps.engine) as session:
-            return not queue.still_held(session, job_id=job_id, worker_id=self.id)
+    def _running_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._running)
 
     # -- takeovers, hand-backs, expiry -------------------------------------------------------
 
@@ -480,6 +491,65 @@ class JobWorker:
 
     def _recorder(self, job_id: str) -> JobRecorder:
         return JobRecorder(self.deps.engine, job_id, self.deps.sink)
+
+
+class HeldCheck:
+    """The running jobs' stop signal: whether this worker still holds each (not cancelled from
+    another process, not taken over), read for all of them at once. Each job asked for itself
+    once a second, so with hundreds of remote jobs in one process that was a query every few
+    milliseconds, CPU spent beside the web server's acks; now it is one query a second.
+
+    The first job to ask once the last read is `every` seconds old reads again, for every
+    running job; the others are answered from the last read meanwhile, so a lost job stops
+    within the same bound as before (`every`, plus the read, plus its own poll). A job is
+    judged only by a read that asked about it: one claimed after a read began may be missing
+    from its answer without being lost."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        worker_id: str,
+        running: Callable[[], set[str]],
+        *,
+        every: float = HELD_CHECK_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.running = running
+        self.every = every
+        self._lock = threading.Lock()
+        self._asked: set[str] = set()
+        self._held: set[str] = set()
+        self._read_at = -math.inf
+        self._reading = False
+
+    def lost(self, job_id: str) -> bool:
+        if self._due():
+            self._read()
+        with self._lock:
+            return job_id in self._asked and job_id not in self._held
+
+    def _due(self) -> bool:
+        """True for the one caller that is to read now."""
+        with self._lock:
+            if self._reading or time.monotonic() - self._read_at < self.every:
+                return False
+            self._reading = True
+            return True
+
+    def _read(self) -> None:
+        started = time.monotonic()
+        try:
+            asked = self.running()
+            with session_scope(self.engine) as session:
+                held = queue.held_jobs(session, worker_id=self.worker_id, job_ids=asked)
+            with self._lock:
+                self._asked, self._held = asked, held
+        finally:
+            # A failed read (it raises in the job that made it, as each job's own check did)
+            # waits its turn too: a database that is down is not asked at every job's poll.
+            with self._lock:
+                self._read_at, self._reading = started, False
 
 
 def _kill(sandbox: Sandbox) -> None:

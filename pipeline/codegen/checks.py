@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 import sys
+import threading
+from collections import OrderedDict
 
 from pipeline.codegen.contract import REQUIRED_SOURCES
 from pipeline.errors import InvalidCode
@@ -23,8 +27,36 @@ ALLOWED_REQUIREMENTS = frozenset(SANDBOX_PACKAGES.values())
 FORBIDDEN_MODULES = frozenset({"ctypes", "multiprocessing.shared_memory"})
 
 
+# Parsing and compiling the sources is most of a job's own CPU in a worker (about 0.1 s), and
+# template jobs check the same files over and over, beside the web server's acks in the same
+# process. A verdict depends on nothing but the files and the requirements, so a pass is
+# remembered by their hash, for the most recent few. Only passes: a rejection carries its
+# job's files for the repair, and rejected code (an LLM's answer) is rarely seen twice.
+PASSED_REMEMBERED = 256
+_passed: OrderedDict[str, None] = OrderedDict()
+_passed_lock = threading.Lock()
+
+
 def check_code(files: dict[str, str], requirements: list[str] | None = None) -> None:
     """Raises InvalidCode naming the first problem; `files` travel with it for a repair."""
+    key = _fingerprint(files, requirements or [])
+    with _passed_lock:
+        if key in _passed:
+            _passed.move_to_end(key)
+            return
+    _check(files, requirements)
+    with _passed_lock:
+        _passed[key] = None
+        while len(_passed) > PASSED_REMEMBERED:
+            _passed.popitem(last=False)
+
+
+def _fingerprint(files: dict[str, str], requirements: list[str]) -> str:
+    text = json.dumps([sorted(files.items()), requirements], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check(files: dict[str, str], requirements: list[str] | None) -> None:
     missing = [name for name in REQUIRED_SOURCES if not files.get(name, "").strip()]
     if missing:
         raise InvalidCode(f"the generated code has no {', '.join(missing)}", files=files)

@@ -8,6 +8,7 @@ is wrong and what to do about it.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,30 @@ def _builtin_key(text: str) -> str | None:
 
 def _load_builtin(key: str) -> _Raw:
     builtin = BUILTINS[key]
+    frame = _builtin_frame(key).copy()  # each job changes its own copy
+    return _Raw(frame, f"The built-in {key} data set", f"built-in {key}", key, builtin.target)
+
+
+_builtin_frames: dict[str, pd.DataFrame] = {}
+_builtin_lock = threading.Lock()
+
+
+def _builtin_frame(key: str) -> pd.DataFrame:
+    """A built-in set as jobs use it, read once per process: scikit-learn reads and parses its
+    files on every load, CPU a worker running many jobs at once spends beside the web
+    server's acks, for data that never changes. A few small tables, about 1 MB in all. Never
+    changed in place: `_load_builtin` hands out copies. Jobs submitted together all ask at
+    once, so the first read is made under a lock (later asks hold it for a lookup only):
+    unlocked, each of them read it (and imported scikit-learn) for itself."""
+    with _builtin_lock:
+        frame = _builtin_frames.get(key)
+        if frame is None:
+            frame = _builtin_frames[key] = _read_builtin(key)
+        return frame
+
+
+def _read_builtin(key: str) -> pd.DataFrame:
+    builtin = BUILTINS[key]
     bunch = builtin.loader()(as_frame=True)
     frame = bunch.frame.copy()
     codes = frame.pop("target")
@@ -231,7 +256,7 @@ def _load_builtin(key: str) -> _Raw:
     else:
         frame[builtin.target] = codes
     frame.columns = [str(c) for c in frame.columns]
-    return _Raw(frame, f"The built-in {key} data set", f"built-in {key}", key, builtin.target)
+    return frame
 
 
 def _load_url(url: str, guard: UrlGuard, max_bytes: int) -> _Raw:

@@ -100,25 +100,70 @@ def parse_csv(data: bytes, label: str) -> ParsedCsv:
     return ParsedCsv(_tidy_strings(frame), notes, headers)
 
 
-_WARNINGS_LOCK = threading.RLock()  # re-entrant: the loaders nest this
-
-
 @contextmanager
 def library_warnings_logged() -> Iterator[None]:
-    """pandas and numpy warnings (ParserWarning, DtypeWarning, FutureWarning...) go to the
-    log, not to the user's console: they speak to programmers, and what matters to the user
-    is already said in the job's own warnings.
+    """pandas and numpy warnings (ParserWarning, DtypeWarning, FutureWarning...) raised in
+    this thread go to the log, not to the user's console: they speak to programmers, and what
+    matters to the user is already said in the job's own warnings.
 
-    `catch_warnings` swaps process-wide state and restores it on exit, so two jobs' threads
-    must not interleave their swaps (the later exit would restore the earlier one's recorder
-    for good): one re-entrant lock orders them. A warning raised meanwhile by another thread
-    may be logged here too; that only ever moves a warning into the log.
+    Jobs load their data in threads of one process, at once. `warnings.catch_warnings` swaps
+    process-wide state and restores it on exit, so overlapping captures would have to take
+    turns under a lock, and a job downloading its data set held every other job's loading up.
+    Instead `warnings.showwarning` is routed by thread while any capture is open: this
+    thread's warnings to the log, everyone else's where they went before. The filters are
+    left as they are, so a warning the filters show once per place is logged once.
     """
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    _route.enter()
+    try:
         yield
-    for warning in caught:
-        log.info("library warning: %s: %s", warning.category.__name__, clip(warning.message))
+    finally:
+        _route.leave()
+
+
+class _WarningRoute:
+    """`warnings.showwarning` while any thread captures: each thread's own warnings go to the
+    log, the rest to what it replaced. Installed by the first capture and put back by the last,
+    under a lock held only for that, so the warnings machinery is left as it was found."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._replaced: Any = None
+        self._mine = threading.local()
+        self._show = self.show  # one bound method, so `is` can tell it apart from others
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._open == 0 and warnings.showwarning is not self._show:
+                self._replaced = warnings.showwarning
+                warnings.showwarning = self._show
+            self._open += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1  # loaders nest captures
+
+    def leave(self) -> None:
+        self._mine.depth -= 1
+        with self._lock:
+            self._open -= 1
+            # Put back only what is still ours: someone who replaced it since restores it.
+            if self._open == 0 and warnings.showwarning is self._show:
+                warnings.showwarning = self._replaced
+
+    def show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if getattr(self._mine, "depth", 0):
+            log.info("library warning: %s: %s", category.__name__, clip(str(message)))
+        else:
+            self._replaced(message, category, filename, lineno, file, line)
+
+
+_route = _WarningRoute()
 
 
 def _refuse_twins(names: list[str], label: str) -> None:
