@@ -12,6 +12,13 @@ from bot.listeners import actions, commands, events, reading, views
 from bot.oauth import oauth_settings
 from bot.service import BotContext
 
+# Bolt runs every listener on its listener executor and acks only once the listener calls
+# ack() there (slack_bolt/listener/thread_runner.py), so a request is acked only when a
+# thread is free. Its default is 5 threads (slack_bolt/app/app.py), fewer than the web
+# server's (bot/web.py THREADS): a few listeners still busy after their ack (views.open, a
+# reply) would hold every other request's ack. Idle threads cost nothing until used.
+LISTENER_THREADS = 32
+
 
 def build_app(ctx: BotContext, client: WebClient) -> App:
     """One workspace with SLACK_BOT_TOKEN (the client carries it), or, in OAuth mode, every
@@ -30,6 +37,9 @@ def build_app(ctx: BotContext, client: WebClient) -> App:
         # once it is read.)
         client=client,
         signing_secret=ctx.slack.signing_secret,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="listeners"
+        ),
         **mode,
     )
     # Every payload is read into a typed request before any listener runs (Bolt's own

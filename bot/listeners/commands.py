@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from bot.limits import LIST_JOBS
 from bot.listeners.reading import request_of
 from bot.payloads import SlashCommand
 from bot.service import BotContext, log_lines, snapshot
+from bot.slack_client import retry_after, without_waits
 from pipeline.builtin_datasets import BUILTIN_DATASETS
 from pipeline.service import ActionRefused, JobService, ServiceError
 
@@ -26,13 +28,18 @@ BUILTIN_CHOICES = [(key, key.replace("_", " ")) for key in BUILTIN_DATASETS]
 
 
 def register(app: App, ctx: BotContext) -> None:
+    # Tells someone after the ack that their form did not open, off Bolt's listener threads:
+    # the notice may wait out a 429 (a channel takes about a message a second) without
+    # holding the thread that the next request's ack needs.
+    notices = ThreadPoolExecutor(max_workers=2, thread_name_prefix="command-notices")
+
     @app.command(TRAIN_COMMAND)
     def handle_train_command(ack: Ack, context: dict[str, Any], client: WebClient) -> None:
         command: SlashCommand = request_of(context)
         words = command.text.split()
         if not words:
             ack()
-            open_train_modal(client, ctx, command)
+            open_train_modal(client, ctx, command, notices)
             return
         name, args = words[0].lower(), words[1:]
         answer = SUBCOMMANDS.get(name)
@@ -47,7 +54,12 @@ def register(app: App, ctx: BotContext) -> None:
         ack(**message.as_kwargs())
 
 
-def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) -> None:
+def open_train_modal(
+    client: WebClient, ctx: BotContext, command: SlashCommand, notices: Executor
+) -> None:
+    """After the ack, on one of Bolt's listener threads. A 429 is not waited out: the
+    trigger would have expired by then, and the thread is needed for other requests' acks.
+    The person is told instead (through `notices`), and when to try again."""
     view = blocks.train_modal(
         channel_id=command.channel_id,
         builtins=BUILTIN_CHOICES,
@@ -57,20 +69,40 @@ def open_train_modal(client: WebClient, ctx: BotContext, command: SlashCommand) 
         budgets=ctx.budgets,
     )
     try:
-        client.views_open(trigger_id=command.trigger_id, view=view)
+        without_waits(client).views_open(trigger_id=command.trigger_id, view=view)
     except SlackApiError as error:
-        log.warning("views.open failed: %s", error.response.get("error"))
-        try:
-            client.chat_postEphemeral(
-                channel=command.channel_id,
-                user=command.user_id,
-                **blocks.error_message(
-                    f"Slack did not open the form ({error.response.get('error')}); "
-                    f"run `{TRAIN_COMMAND}` again."
-                ).as_kwargs(),
+        wait = retry_after(error)
+        if wait is None:
+            log.warning("views.open failed: %s", error.response.get("error"))
+            text = (
+                f"Slack did not open the form ({error.response.get('error')}); "
+                f"run `{TRAIN_COMMAND}` again."
             )
-        except SlackApiError as second:  # nobody left to tell; one line, not a traceback
-            log.warning("could not say so either: %s", second.response.get("error"))
+        else:
+            log.warning("views.open was rate limited (Retry-After: %s s)", wait)
+            text = busy_text(wait)
+        notices.submit(_tell, client, command, text)
+
+
+def _tell(client: WebClient, command: SlashCommand, text: str) -> None:
+    try:
+        client.chat_postEphemeral(
+            channel=command.channel_id,
+            user=command.user_id,
+            **blocks.error_message(text).as_kwargs(),
+        )
+    except (SlackApiError, OSError) as error:  # nobody left to tell; one line, not a traceback
+        reason = error.response.get("error") if isinstance(error, SlackApiError) else error
+        log.warning("could not tell %s that the form did not open: %s", command.user_id, reason)
+
+
+def busy_text(wait: int) -> str:
+    """What someone reads whose form Slack would not open for `wait` seconds."""
+    seconds = max(1, wait)
+    unit = "second" if seconds == 1 else "seconds"
+    return (
+        f"Slack is busy and did not open the form; run `{TRAIN_COMMAND}` again in {seconds} {unit}."
+    )
 
 
 @dataclass(frozen=True)
