@@ -36,8 +36,9 @@ class Row:
     target: float
     note: str = ""
     extra_ok: bool = True
-    # When set, the target is this many seconds, absolute; the ratio is shown for reference.
+    # When set, the target is this many units, absolute; the ratio is shown for reference.
     absolute: float | None = None
+    unit: str = "s"  # of measured, reference and absolute: "s", "MB", or a count's ("" or "rows")
 
     @property
     def ratio(self) -> float:

@@ -87,8 +87,9 @@ def noisy_output(
             noisy_rows,
             bound,
             1.0,
+            unit="rows",
             note=(
-                f"rows, not seconds: {noisy_rows} vs. at most {bound} (the quiet job's "
+                f"{noisy_rows} vs. at most {bound} (the quiet job's "
                 f"{quiet_rows} + {LOG_HEAD_LINES} head + {LOG_TAIL_LINES} tail + 1 note); "
                 f"{TRAIN_LOG} {'holds every line' if whole else 'IS MISSING LINES'}"
             ),
