@@ -37,7 +37,16 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from bench.cases import Row
-from bench.fleet_acks import Level, Requests, measure, minimal_app, percentile, serve, summary
+from bench.fleet_acks import (
+    Level,
+    RemoteSlack,
+    Requests,
+    measure,
+    minimal_app,
+    percentile,
+    serve,
+    summary,
+)
 from bench.fleet_slack import (
     Card,
     attribute,
@@ -181,7 +190,7 @@ def _run(
         _wait_statuses(engine, jobs, TRAINING_OR_LATER, timeout=120)
         with (
             _ack_bot(root, ack_engine, ack_slack) as (bot_url, requests),
-            serve(minimal_app(ack_slack.token, ack_slack.api_url)) as reference_url,
+            serve(minimal_app(ack_slack.token, requests.api_url)) as reference_url,
         ):
             training_before = _count(engine, {JobStatus.TRAINING})
             levels = measure(bot_url, reference_url, requests, samples=samples)
@@ -298,36 +307,37 @@ def _open_modal(bot: BotHarness, channel: str) -> dict[str, Any]:
 
 @contextmanager
 def _ack_bot(root: Path, engine: Engine, slack: FakeSlack) -> Iterator[tuple[str, Requests]]:
-    """The bot as the fleet's, served alone on its own database and fake Slack, with neither
-    worker nor notifier: what it records stays queued and unannounced."""
-    settings = make_settings(root / "acks", TRAINBOT_MAX_JOBS_PER_WORKSPACE=0)
-    slack_settings = SlackSettings(
-        SLACK_BOT_TOKEN=slack.token,
-        SLACK_API_URL=slack.api_url,
-        TRAINBOT_API_TOKEN=API_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-    )
-    runtime = build_runtime(
-        settings,
-        slack_settings,
-        engine=engine,
-        guard=UrlGuard(resolver=fake_resolver),
-        sandboxes=_NoSandboxes(),
-    )
-    server: Any = make_server(runtime, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.effective_port}"
-    try:
-        sender = SlackSender(url)
-        sender.command("", channel="C0ACKS", user=USERS[0])
-        opened = slack.wait_for(
-            lambda: [v["view"] for v in slack.views if v["method"] == "views.open"], timeout=10
+    """The bot as the fleet's, served alone on its own database, with neither worker nor
+    notifier: what it records stays queued and unannounced. Its Slack is a fake with `slack`'s
+    token in a process of its own (fleet_acks.RemoteSlack), as Slack is remote; the calls it
+    answered are added to `slack.calls` when it stops."""
+    with RemoteSlack(slack.token) as remote:
+        settings = make_settings(root / "acks", TRAINBOT_MAX_JOBS_PER_WORKSPACE=0)
+        slack_settings = SlackSettings(
+            SLACK_BOT_TOKEN=remote.token,
+            SLACK_API_URL=remote.api_url,
+            TRAINBOT_API_TOKEN=API_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
         )
-        yield url, Requests(opened[-1], channels=["C0ACKS"], users=USERS)
-    finally:
-        server.close()
-        thread.join(5)
+        runtime = build_runtime(
+            settings,
+            slack_settings,
+            engine=engine,
+            guard=UrlGuard(resolver=fake_resolver),
+            sandboxes=_NoSandboxes(),
+        )
+        server: Any = make_server(runtime, host="127.0.0.1", port=0)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.effective_port}"
+        try:
+            SlackSender(url).command("", channel="C0ACKS", user=USERS[0])
+            view = remote.opened_view(timeout=10)
+            yield url, Requests(view, channels=["C0ACKS"], users=USERS, api_url=remote.api_url)
+        finally:
+            server.close()
+            thread.join(5)
+    slack.calls.extend(remote.calls)
 
 
 class _NoSandboxes:
@@ -404,6 +414,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
     # A button that never came counts as later than any that did.
     button = percentile(latencies + [float("inf")] * never, 0.95)
     counts = [len(ledger.by_job.get(job.id, [])) for job in live]
+    busiest = max(live or seen.jobs, key=lambda job: len(ledger.by_job.get(job.id, [])))
     # What a whole job costs: the jobs whose button reached Slack had all their messages sent.
     whole = [job for job in live if job.id in arrived_for] or live
     whole_counts = [len(ledger.by_job.get(job.id, [])) for job in whole]
@@ -478,6 +489,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
                 + ", ".join(
                     f"{k} {v:.2f}" for k, v in sorted(typical.items(), key=lambda kv: -kv[1])
                 )
+                + f"; the job with the most: {per_kind_table(ledger.kinds(busiest.id))}"
                 + f"; not of a job: {per_kind_table(shared)}"
             ),
         ),

@@ -13,8 +13,9 @@ stalling the lane in 429 retries. Spending them wisely:
 - Card edits are coalesced (at most one per `card_interval` a job), one a lane turn; an ended
   job's final edit goes before any moving job's, and progress edits leave chat.update slots to
   final edits. A moving card is refreshed now and then so its elapsed time stays true.
-- While the channel's lane is backed up (`busy`), finished stages get no reply of their own:
-  the card shows them, and the outcome's reply lists what the thread missed.
+- In a crowded channel (its lane lags, or CROWDED_JOBS jobs move in it at once), a job's
+  finished stages and training report get no reply of their own: the outcome's reply carries
+  what the thread missed, and its card gets a few progress edits, then jumps to the outcome.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,11 @@ from bot import blocks
 from bot.manifest import APP_NAME
 from bot.slack_budget import MethodBudget
 from bot.slack_lanes import ChannelPacer, Deferred, Work
-from bot.snapshot import STAGE_TITLES, JobSnapshot, load_snapshot
+from bot.snapshot import STAGE_TITLES, JobSnapshot, build_snapshot, load_snapshot
 from pipeline.events import EventKind
 from pipeline.limits import FAILURE_LOG_LINES
-from pipeline.training_report import report_of
-from storage import queries
+from pipeline.training_report import TrainingReport, report_of
+from storage import event_feed, queries
 from storage.db import session_scope
 from storage.models import JobEvent
 from storage.states import ACTIVE, TERMINAL, JobStatus, Stage
@@ -54,6 +55,13 @@ ELAPSED_REFRESH_SECONDS = 15.0
 KEPT_FOR_FINAL_EDITS = 0.4
 CHART_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 MAX_STEPS = 12  # lines of missed stages and warnings an outcome reply lists
+# A channel with this many jobs moving at once is crowded, as is one whose lane lags (the
+# notifier's `busy`): each of its jobs then gets at most CROWDED_PROGRESS_WRITES stage replies
+# and progress edits in all, its stages and training report wait for its outcome's reply, and
+# its card jumps to the outcome. A crowded job costs about a dozen calls whatever its length:
+# card, progress, outcome (and its share of a roll-up), chart, final edit.
+CROWDED_JOBS = 5
+CROWDED_PROGRESS_WRITES = 4
 ENDED = {status.value for status in (*TERMINAL, JobStatus.LIVE)}
 MOVING = {status.value for status in ACTIVE}
 CHANNEL_FALLBACK_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
@@ -80,6 +88,12 @@ class _Card:
     stage_notes: dict[str, str] = field(default_factory=dict)
     replied: set[int] = field(default_factory=set)  # stage and warning events with a reply
     summed_upto: int = 0  # stages and warnings up to this event are in the outcome's reply
+    crowded: bool = False  # once its channel was crowded (see CROWDED_JOBS)
+    progress_writes: int = 0  # stage replies and progress edits sent
+    report_shown: bool = False  # what training tried and learned is in the thread
+
+    def may_show_progress(self) -> bool:
+        return not self.crowded or self.progress_writes < CROWDED_PROGRESS_WRITES
 
 
 @dataclass
@@ -144,6 +158,7 @@ class JobMessenger:
             outcome = Outcome(event, client, workspace, done=lambda: None)
             self._outcome_reply(outcome, card, later=_now_or_never)
             return
+        card.crowded = card.crowded or busy or self._moving_in(card.channel) >= CROWDED_JOBS
         card.dirty = True
         status = str(event.data.get("status") or "")
         if status in ENDED:
@@ -151,7 +166,7 @@ class JobMessenger:
         elif status in MOVING:
             card.active = True  # e.g. handed back to the queue by a stopping worker
         event_id = event.id or 0
-        quiet = busy or event_id <= card.summed_upto
+        quiet = card.crowded or event_id <= card.summed_upto
         if kind == EventKind.PROGRESS:
             card.stage_notes[event.stage] = event.message
         elif kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
@@ -160,7 +175,8 @@ class JobMessenger:
                 title = STAGE_TITLES[event.stage]
                 self._reply(card, blocks.stage_reply(event.stage, title, summary))
                 card.replied.add(event_id)
-            if event.stage == Stage.TRAIN.value:
+                card.progress_writes += 1
+            if event.stage == Stage.TRAIN.value and not quiet and not card.report_shown:
                 self._training_report(card, event)
         elif kind == EventKind.WARNING:
             # Never held back: a warning is news, and the card does not show it.
@@ -210,7 +226,7 @@ class JobMessenger:
                 )
 
     def _rollup(self, channel: str, group: list[tuple[Outcome, _Card]]) -> None:
-        snaps = [self._snapshot_and_place(o.event.job_id)[0] for o, _ in group]
+        snaps = self._outline(o.event.job_id for o, _ in group)
         client = group[0][1].client
         for start in range(0, len(snaps), blocks.MAX_ROLLUP):
             message = blocks.outcomes_rollup(snaps[start : start + blocks.MAX_ROLLUP])
@@ -223,6 +239,22 @@ class JobMessenger:
                 )
             except (SlackApiError, OSError) as error:  # the thread replies still follow
                 log.warning("could not post the outcomes in %s: %s", channel, error)
+
+    def _outline(self, job_ids: Iterable[str]) -> list[JobSnapshot]:
+        """What a roll-up shows of each job (name, status, link or reason), in one read of
+        the jobs and one of their models' names: the buttons go out before anything slower."""
+        wanted = list(job_ids)
+        now = datetime.now(UTC)
+        with session_scope(self.engine) as session:
+            jobs = event_feed.jobs_by_id(session, job_ids=wanted)
+            names = queries.model_names(session, model_ids=[job.model_id for job in jobs.values()])
+        return [
+            build_snapshot(
+                job, model_name=names.get(job.model_id, job.short_id), events=[], now=now
+            )
+            for job in (jobs.get(job_id) for job_id in wanted)
+            if job is not None
+        ]
 
     def _outcome_reply(
         self, outcome: Outcome, card: _Card, later: Callable[[str, Work], None]
@@ -243,12 +275,12 @@ class JobMessenger:
         chart is to follow."""
         card.active, card.final, card.dirty = False, True, True
         snap, _, _ = self._snapshot_and_place(event.job_id)
-        steps = self._missed_steps(card, event)
+        steps, report = self._held_back(card, event)
         if event.kind == EventKind.FAILED.value:
             detail = str(event.data.get("detail") or "") or self._log_tail(event.job_id)
-            self._reply(card, blocks.failure_reply(snap, detail, steps=steps))
+            self._reply(card, blocks.failure_reply(snap, detail, steps=steps, report=report))
             return None
-        self._reply(card, blocks.live_reply(snap, steps=steps))
+        self._reply(card, blocks.live_reply(snap, steps=steps, report=report))
         return snap if snap.status == LIVE else None
 
     def _chart_then_done(self, outcome: Outcome, card: _Card, snap: JobSnapshot) -> None:
@@ -260,9 +292,10 @@ class JobMessenger:
             log.warning("could not share the chart of job %s: %s", outcome.event.job_id, error)
         outcome.done()
 
-    def _missed_steps(self, card: _Card, outcome: JobEvent) -> list[str]:
-        """Finished stages and warnings before `outcome` that got no reply of their own (the
-        channel was busy), from the stored events: another process may have shown some."""
+    def _held_back(self, card: _Card, outcome: JobEvent) -> tuple[list[str], TrainingReport | None]:
+        """Finished stages and warnings before `outcome` that got no reply of their own, and
+        the training report if the thread has none (the channel was crowded), from the stored
+        events: another process may have shown some."""
         upto = outcome.id or 0
         with session_scope(self.engine) as session:
             events = queries.list_events(
@@ -282,7 +315,12 @@ class JobMessenger:
                 steps.append(f"✓ {STAGE_TITLES[event.stage]} — {notes.get(event.stage, 'done')}")
             elif event.kind == EventKind.WARNING.value:
                 steps.append(f"⚠️ {event.message}")
-        return steps[-MAX_STEPS:]
+        report = None
+        if not card.report_shown:
+            progress = [e for e in events if e.kind == EventKind.PROGRESS.value]
+            report = report_of(e for e in progress if e.id is not None and e.id < upto)
+            card.report_shown = True
+        return steps[-MAX_STEPS:], report
 
     # -- the tick ---------------------------------------------------------------------------
 
@@ -295,6 +333,9 @@ class JobMessenger:
         for job_id in job_ids:
             card = self._cards.get(job_id)
             if card is None:
+                continue
+            if not card.final and not card.may_show_progress():
+                card.dirty = False  # its card jumps to the outcome (see CROWDED_JOBS)
                 continue
             # A running job's card also ticks now and then, so its elapsed time stays true.
             if card.active and now - card.last_edit >= ELAPSED_REFRESH_SECONDS:
@@ -317,6 +358,8 @@ class JobMessenger:
         wait = self.budget.take(card.workspace, ["chat.update"], keep=keep)
         if wait > 0:
             return _sooner(next_due, wait)
+        if not card.final:
+            card.progress_writes += 1
         try:
             self._edit_card(job_id, card)
         except SlackApiError as error:
@@ -358,6 +401,7 @@ class JobMessenger:
         report = report_of(e for e in progress if e.id is not None and e.id < (finished.id or 0))
         if report is not None:
             self._reply(card, blocks.training_reply(report))
+            card.report_shown = True
 
     def _expiring(self, card: _Card, event: JobEvent) -> None:
         try:
@@ -538,6 +582,10 @@ class JobMessenger:
             return False
         self._member_of.add(channel)
         return True
+
+    def _moving_in(self, channel: str) -> int:
+        """Jobs of `channel` this process has cards of that are queued or running."""
+        return sum(1 for c in list(self._cards.values()) if c.active and c.channel == channel)
 
     def _spend(self, workspace: str, methods: Sequence[str], call: Callable[[], Any]) -> Any:
         """Makes `call` with a slot of each of its tiered `methods`, or raises `Deferred`."""

@@ -16,10 +16,12 @@ from bot.blocks.base import (
     section,
 )
 from bot.blocks.status import model_name, reason, stage_title
+from bot.blocks.training import training_blocks
 from bot.ids import TRAIN_COMMAND, ActionId, BlockId, open_app_action_id
 from bot.snapshot import JobSnapshot
 from bot.text import code, code_block, escape, format_metric, link, safe_url, slack_date, user_ref
 from pipeline.limits import FAILURE_LOG_LINES
+from pipeline.training_report import TrainingReport
 from storage.models import SHORT_ID_LENGTH
 from storage.states import JobStatus
 
@@ -50,9 +52,16 @@ def warning_reply(message: str) -> Message:
     return make_message(text, [section(text)])
 
 
-def failure_reply(snap: JobSnapshot, log_tail: str, *, steps: Sequence[str] = ()) -> Message:
-    """Why the job failed, the end of its log, and what to do next; `steps`: what the thread
-    did not get a reply for while the channel was busy (see `steps_block`)."""
+def failure_reply(
+    snap: JobSnapshot,
+    log_tail: str,
+    *,
+    steps: Sequence[str] = (),
+    report: TrainingReport | None = None,
+) -> Message:
+    """Why the job failed, the end of its log, and what to do next; `steps` and `report`:
+    what the thread did not get a reply of its own for while the channel was crowded (see
+    `steps_block`; bot.blocks.training)."""
     head = (
         f"❌ *{model_name(snap)}* failed during *{stage_title(snap.stage)}*: {reason(snap, 2500)}"
     )
@@ -68,14 +77,15 @@ def failure_reply(snap: JobSnapshot, log_tail: str, *, steps: Sequence[str] = ()
             f"Try again: {code(f'{TRAIN_COMMAND} retry {short}', 80)}",
         )
     )
-    if steps:
-        blocks.append(steps_block(steps))
+    blocks += _held_back(steps, report)
     return make_message(head, blocks)
 
 
-def live_reply(snap: JobSnapshot, *, steps: Sequence[str] = ()) -> Message:
+def live_reply(
+    snap: JobSnapshot, *, steps: Sequence[str] = (), report: TrainingReport | None = None
+) -> Message:
     """The app is up: the score, where it lives, until when, how to call it, and the button
-    that opens it; `steps` as in `failure_reply`."""
+    that opens it; `steps` and `report` as in `failure_reply`."""
     metrics = snap.metrics or {}
     app_link = link(snap.url, "Open the live app")
     head = f"✅ *{model_name(snap)}* is live" + (f": {app_link}" if app_link else ".")
@@ -111,8 +121,7 @@ def live_reply(snap: JobSnapshot, *, steps: Sequence[str] = ()) -> Message:
                 "elements": [button("Open live app", ActionId.OPEN_APP, url=url, style="primary")],
             }
         )
-    if steps:
-        blocks.append(steps_block(steps))
+    blocks += _held_back(steps, report)
     text = f"✅ {model_name(snap)} is live" + (f": {url}" if url else "")
     return make_message(text, blocks)
 
@@ -121,6 +130,11 @@ def steps_block(steps: Sequence[str]) -> dict[str, Any]:
     """The finished stages and warnings a busy channel's thread got no reply for: the card
     showed them as they happened, and they are kept here for the record."""
     return context(escape("\n".join(steps), 2900))
+
+
+def _held_back(steps: Sequence[str], report: TrainingReport | None) -> list[dict[str, Any]]:
+    held = training_blocks(report) if report is not None else []
+    return held + ([steps_block(steps)] if steps else [])
 
 
 def outcomes_rollup(snaps: Sequence[JobSnapshot]) -> Message:
