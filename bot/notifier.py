@@ -71,6 +71,7 @@ class SlackNotifier:
         cursor: str = event_feed.NOTIFIER_CURSOR,
         budget: MethodBudget | None = None,
         busy_lag: float = BUSY_LAG_SECONDS,
+        owns_engine: bool = False,
     ) -> None:
         self.engine = engine
         self.client_for = client_for
@@ -79,6 +80,7 @@ class SlackNotifier:
         self.gap_grace = gap_grace
         self.cursor = cursor
         self.busy_lag = busy_lag
+        self.owns_engine = owns_engine  # closed on stop
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.messenger = JobMessenger(
             engine,
@@ -114,6 +116,8 @@ class SlackNotifier:
         self._thread.join(timeout)
         self.lanes.close(timeout=5)
         self._wakeup.stop()
+        if self.owns_engine:
+            self.engine.dispose()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once every stored event has been handled and saved, by this process or the

@@ -19,6 +19,7 @@ from bot.slack_files import SlackFileSource
 from pipeline.bootstrap import bootstrap, build_engine
 from pipeline.events import StoredOnly
 from pipeline.settings import Settings
+from storage.db import make_engine
 
 
 @dataclass
@@ -49,6 +50,17 @@ def slack_sources(slack: SlackSettings, engine: Engine, client: WebClient) -> di
     return {files.prefix: files}
 
 
+def notifier_engine(engine: Engine) -> Engine:
+    """The Slack notifier's own small pool on PostgreSQL: in a burst a worker's hundreds of job
+    threads can hold every connection of the main one, and the buttons must not wait for them
+    (bench/fleet.py saw a checkout wait 4 s). On SQLite writers take turns on the file
+    whatever the pool: the one engine serves."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    url = engine.url.render_as_string(hide_password=False)
+    return make_engine(url, pool_size=2, max_overflow=8)
+
+
 def build_runtime(settings: Settings, slack: SlackSettings, **parts: Any) -> BotRuntime:
     """`parts` lets tests pass an engine, a code generator or a sandbox provider."""
     client = build_web_client(slack)
@@ -61,7 +73,7 @@ def build_runtime(settings: Settings, slack: SlackSettings, **parts: Any) -> Bot
         **parts,
     )
     notifier = SlackNotifier(
-        engine,
+        notifier_engine(engine),
         # Each job's workspace: OAuth installs from the database, else the one bot token.
         client_for(slack, engine, client),
         poll_seconds=settings.poll_seconds,
@@ -70,6 +82,7 @@ def build_runtime(settings: Settings, slack: SlackSettings, **parts: Any) -> Bot
         channel_interval=slack.channel_interval,
         card_interval=slack.channel_interval,
         extend_hours=extend_hours(services.deps.sandboxes.max_lifetime),
+        owns_engine=engine.dialect.name == "postgresql",
     )
     ctx = BotContext(services=services, slack=slack, notifier=notifier)
     return BotRuntime(ctx=ctx, app=build_app(ctx, client), client=client)
