@@ -59,15 +59,10 @@ SUITE_SECONDS = 15 * 60  # the issue's bound on `python -m bench all`, on the 2-
 
 
 def _fleet(root: Path, **sizes: Any) -> list[Row]:
-    """bench/fleet.py's rows, each in its unit: a row's note opens with it ("count", "MB")."""
+    """bench/fleet.py's rows."""
     from bench.fleet import fleet  # when it runs: the fleet's Slack stack is heavy to import
 
-    rows = fleet(root, **sizes)
-    for row in rows:
-        first = row.note.split(maxsplit=1)[0].strip(",;") if row.note else ""
-        if row.unit == "s" and first in ("count", "MB"):
-            row.unit = "MB" if first == "MB" else ""
-    return rows
+    return fleet(root, **sizes)
 
 
 @dataclass(frozen=True)

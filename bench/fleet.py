@@ -58,7 +58,7 @@ from bench.fleet_slack import (
 )
 from bench.remote_standin import AppServer, WaitingProvider, Waits
 from bench.workers import require_postgres
-from bot.runtime import build_runtime
+from bot.runtime import build_runtime, settle_heap
 from bot.settings import SlackSettings
 from bot.web import make_server
 from pipeline.events import EventKind
@@ -184,6 +184,7 @@ def _run(
                 engine, root / "fleet", slack, settings_overrides=overrides, sandboxes=provider
             )
         )
+        settle_heap()  # as `trainbot serve` does once it has started
         started = time.monotonic()
         submissions = _submit(bot, channel_ids, jobs)
         submit_seconds = time.monotonic() - started
@@ -443,6 +444,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
             float(jobs),
             target=1.0,
             extra_ok=len(live) == jobs,
+            unit="",
             note=(
                 f"count; {dict(Counter(job.status for job in seen.jobs))}; {jobs} submissions "
                 f"in {seen.submit_seconds:.1f} s, {_acks(seen.submissions)}; "
@@ -459,6 +461,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
             seen.rss_before_mb,
             target=RSS_TARGET_MB / max(1.0, seen.rss_before_mb),
             absolute=RSS_TARGET_MB,
+            unit="MB",
             note=(
                 f"MB, the whole process (worker, web, notifier, fakes); reference: "
                 f"{seen.rss_before_mb:.0f} MB before the bot started; target < {RSS_TARGET_MB:.0f}"
@@ -481,6 +484,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
             statistics.mean(counts) if counts else 0.0,
             target=CALLS_PER_JOB_TARGET,
             absolute=CALLS_PER_JOB_TARGET,
+            unit="",
             note=(
                 f"count, max (reference: mean) over live jobs; target max <= "
                 f"{CALLS_PER_JOB_TARGET}; {len(seen.calls)} calls in all; the {len(whole)} jobs "
@@ -499,6 +503,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
             float(len(limited)),
             target=0.0,
             absolute=0.0,
+            unit="",
             note=(
                 f"count (reference: all 429s: "
                 f"{per_kind_table(Counter(call.method for call in limited)) or 'none'}); "
@@ -511,6 +516,7 @@ def rows(seen: Observed, jobs: int) -> list[Row]:
             float(len(gaps)),
             target=0.0,
             absolute=0.0,
+            unit="",
             note=(
                 f"count (reference: all pairs of consecutive edits of a card); shortest gap "
                 f"{min(gaps, default=float('inf')):.2f} s"

@@ -6,6 +6,11 @@ each on its own connection, as Slack's servers would; the time is the HTTP round
 ack. The reference is the least a Bolt app can do: the same two listeners, each only calling
 ack(), behind the same WSGI server (waitress, bot/web.py's thread count), in the same process
 at the same time, fed the same requests in alternating rounds.
+
+Both talk to a fake Slack Web API in a process of its own (`RemoteSlack`), as Slack is remote:
+checking the bot's modal with slack_sdk's models is Slack's CPU, not the bot's. The reference
+acks without calling Slack, so what it includes is Bolt (signature check, parsing, routing,
+ack) and waitress, sharing the CPU with the bot and whatever else runs in the process.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import multiprocessing
 import secrets
 import ssl
 import statistics
@@ -32,6 +38,7 @@ from slack_sdk import WebClient
 from bot.ids import CallbackId
 from bot.manifest import EVENTS_PATH
 from bot.web import THREADS
+from tests.fakes.slack_api import Call, FakeSlack
 from tests.support.slack_payloads import (
     SIGNING_SECRET,
     sign,
@@ -99,12 +106,77 @@ def serve(app: App) -> Iterator[str]:
         thread.join(5)
 
 
+class RemoteSlack:
+    """tests.fakes.slack_api.FakeSlack served from a spawned process of its own: `api_url`,
+    the views it has been asked to open (`views()`), and once stopped, every call it answered
+    (`calls`)."""
+
+    def __init__(self, token: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_slack, args=(child, token), name="remote-slack", daemon=True
+        )
+        self.token = token
+        self.api_url = ""
+        self.calls: list[Call] = []
+
+    def __enter__(self) -> RemoteSlack:
+        self._process.start()
+        if not self._pipe.poll(60):
+            self._process.kill()
+            raise RuntimeError("the fake Slack's process did not start within 60 s")
+        self.api_url = self._pipe.recv()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._pipe.send("stop")
+            if self._pipe.poll(10):
+                self.calls = self._pipe.recv()
+        finally:
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+
+    def views(self) -> list[dict[str, Any]]:
+        self._pipe.send("views")
+        views: list[dict[str, Any]] = self._pipe.recv()
+        return views
+
+    def opened_view(self, timeout: float = 10) -> dict[str, Any]:
+        """The view of the latest views.open, waiting up to `timeout` for one."""
+        deadline = time.monotonic() + timeout
+        while not (opened := [v["view"] for v in self.views() if v["method"] == "views.open"]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no views.open reached the fake Slack in {timeout} s")
+            time.sleep(0.02)
+        return opened[-1]
+
+
+def _serve_slack(pipe: Any, token: str) -> None:
+    """RemoteSlack's process: serves until told "stop", then sends back its calls."""
+    with FakeSlack(token=token) as slack:
+        pipe.send(slack.api_url)
+        while (order := pipe.recv()) != "stop":
+            pipe.send(list(slack.views) if order == "views" else None)
+        pipe.send(list(slack.calls))
+
+
 class Requests:
     """Fresh signed bodies: every command its own trigger id, every submission its own name
     (so each records a new job, not a redelivery)."""
 
-    def __init__(self, view: dict[str, Any], *, channels: list[str], users: list[str]) -> None:
+    def __init__(
+        self,
+        view: dict[str, Any],
+        *,
+        channels: list[str],
+        users: list[str],
+        api_url: str = "",
+    ) -> None:
         self.view = view
+        self.api_url = api_url  # the Slack Web API the bot calls (the reference's too)
         self.channels, self.users = channels, users
         self._n = 0
         self._tag = secrets.token_hex(3)

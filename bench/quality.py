@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from bench.machine import cpu_model
 from bench.quality_data import (
     INSTALL_HINT,
     BenchDataError,
@@ -309,7 +310,7 @@ def machine() -> str:
         for name in ("scikit-learn", "flaml", "lightgbm", "xgboost", "pandas")
     )
     return (
-        f"machine: {os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}; "
+        f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
         f"{versions}"
     )
 
@@ -319,13 +320,3 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

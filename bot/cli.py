@@ -482,7 +482,7 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Runs jobs until SIGTERM or Ctrl-C, then drains: running jobs get TRAINBOT_DRAIN_SECONDS
     to finish and the rest go back to the queue for other workers."""
-    from bot.runtime import slack_sources
+    from bot.runtime import settle_heap, slack_sources
     from bot.slack_client import build_web_client
 
     slack = SlackSettings()
@@ -494,6 +494,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     services = bootstrap(settings, sink=StoredOnly(), engine=engine, sources=sources)
     signal.signal(signal.SIGTERM, _interrupt)
     services.worker.start()
+    settle_heap()
     out.print(f"TrainBot worker {services.worker.id} is waiting for jobs", markup=False)
     try:
         threading.Event().wait()
@@ -520,7 +521,7 @@ def _start_bot(
     args: argparse.Namespace, settings: Settings, *, mode: str
 ) -> tuple[BotRuntime, SlackSettings] | None:
     """The bot's runtime, started, or None after saying which variables are missing."""
-    from bot.runtime import build_runtime
+    from bot.runtime import build_runtime, settle_heap
 
     slack = SlackSettings()
     missing = slack.missing(mode)
@@ -531,6 +532,7 @@ def _start_bot(
     runtime = build_runtime(settings, slack)
     signal.signal(signal.SIGTERM, _interrupt)
     runtime.start(worker=not args.no_worker)
+    settle_heap()
     return runtime, slack
 
 

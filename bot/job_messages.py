@@ -280,8 +280,11 @@ class JobMessenger:
             detail = str(event.data.get("detail") or "") or self._log_tail(event.job_id)
             self._reply(card, blocks.failure_reply(snap, detail, steps=steps, report=report))
             return None
+        if snap.status != LIVE:  # stopped or cancelled since: the event's own words
+            self._reply(card, blocks.note_reply(event.message))
+            return None
         self._reply(card, blocks.live_reply(snap, steps=steps, report=report))
-        return snap if snap.status == LIVE else None
+        return snap
 
     def _chart_then_done(self, outcome: Outcome, card: _Card, snap: JobSnapshot) -> None:
         try:

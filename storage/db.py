@@ -23,8 +23,9 @@ from storage.models import TrainingJob
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for SQLite (the default, a file) or PostgreSQL (postgresql+psycopg://...)."""
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 25) -> Engine:
+    """An engine for SQLite (the default, a file) or PostgreSQL (postgresql+psycopg://...);
+    the pool's sizes are PostgreSQL's."""
     if url.startswith("postgres://"):  # Heroku-style URLs
         url = "postgresql+psycopg://" + url.removeprefix("postgres://")
     elif url.startswith("postgresql://"):
@@ -37,9 +38,10 @@ def make_engine(url: str) -> Engine:
     else:
         # A worker's job threads (hundreds for remote sandboxes) write in short bursts; at
         # 200 jobs in one process SQLAlchemy's 5 + 10 ran out and a job's write waited past
-        # the pool's 30 s (bench/fleet.py). Ten kept, thirty more for bursts: two processes
-        # at their busiest stay within PostgreSQL's default max_connections of 100.
-        kwargs |= {"pool_size": 10, "max_overflow": 30}
+        # the pool's 30 s (bench/fleet.py). Ten kept, 25 more for bursts, and the Slack
+        # notifier's own 2 + 8 (bot.runtime): two processes at their busiest stay within
+        # PostgreSQL's default max_connections of 100.
+        kwargs |= {"pool_size": pool_size, "max_overflow": max_overflow}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -103,16 +105,30 @@ def ping(engine: Engine) -> None:
 
 
 def create_job_once(engine: Engine, **fields: Any) -> tuple[TrainingJob, bool]:
-    """`queries.create_job` in its own transaction, safe against the same request arriving
-    twice at once: (job, created). The loser of a race gets the winner's job."""
+    """`queries.create_job` in a transaction of its own, safe against the same request arriving
+    twice, even at once and in two processes: (job, created). A second delivery gets the job the
+    first one created.
+
+    The rows are written without looking for the `request_key` first: a key seen before is
+    rare (Slack redelivers a submission only when the ack was late), and its unique index
+    refuses the second job, which then reads the first. On PostgreSQL it is one statement on
+    its own (autocommit), so a Slack submission waits for one round trip before its ack."""
+    new = queries.new_job(**fields)
     try:
-        with session_scope(engine) as session:
-            key = fields.get("request_key")
-            seen = queries.get_job_by_request_key(session, request_key=key) if key else None
-            return (seen, False) if seen else (queries.create_job(session, **fields), True)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                queries.insert_new_job(conn, new)
+        else:
+            with session_scope(engine) as session:
+                queries.add_new_job(session, new)
+        return new.job, True
     except IntegrityError:
+        key = fields.get("request_key")
+        if key is None:
+            raise
         with session_scope(engine) as session:
-            seen = queries.get_job_by_request_key(session, request_key=fields["request_key"])
+            seen = queries.get_job_by_request_key(session, request_key=key)
         if seen is None:
             raise
         return seen, False

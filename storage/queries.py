@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, literal_column, update
+from sqlalchemy.sql import Executable
 from sqlmodel import Session, col, select
 
 from storage.models import ID_LENGTH, SHORT_ID_LENGTH, AiModel, JobEvent, TrainingJob, utcnow
@@ -41,8 +44,17 @@ class JobActionError(Exception):
     """The job exists but is not in a state that allows what was asked."""
 
 
-def create_job(
-    session: Session,
+@dataclass(frozen=True)
+class NewJob:
+    """A model, its first training job and the job's "queued" event, not yet stored: what
+    `create_job` and `insert_new_job` write together."""
+
+    model: AiModel
+    job: TrainingJob
+    queued: JobEvent
+
+
+def new_job(
     *,
     name: str,
     dataset_source: str,
@@ -58,16 +70,8 @@ def create_job(
     time_budget_seconds: int | None = None,
     origin: str = "cli",
     request_key: str | None = None,
-) -> TrainingJob:
-    """Records the model and its first training job, queued, and wakes the workers.
-
-    With a `request_key`, a second call for the same request returns the job the first one
-    created. (Two racing calls: the loser's flush raises IntegrityError; call again.)
-    """
-    if request_key is not None:
-        existing = get_job_by_request_key(session, request_key=request_key)
-        if existing is not None:
-            return existing
+) -> NewJob:
+    """The rows of a new model and job, ids and times made here (nothing asks the database)."""
     model = AiModel(
         name=name,
         goal=goal,
@@ -79,8 +83,6 @@ def create_job(
         team_id=team_id,
         enterprise_id=enterprise_id,
     )
-    session.add(model)
-    session.flush()
     job = TrainingJob(
         model_id=model.id,
         dataset_source=dataset_source,
@@ -97,10 +99,78 @@ def create_job(
         origin=origin,
         request_key=request_key,
     )
-    session.add(job)
-    session.flush()
-    _queued(session, job)
-    return job
+    queued = JobEvent(
+        job_id=job.id, kind=QUEUED_KIND, stage=JOB_STAGE, message="queued", at=job.created_at
+    )
+    return NewJob(model, job, queued)
+
+
+def create_job(session: Session, **fields: Any) -> TrainingJob:
+    """Records the model and its first training job, queued, and wakes the workers. Takes
+    `new_job`'s fields.
+
+    With a `request_key`, a second call for the same request returns the job the first one
+    created. (Two racing calls: the loser's flush raises IntegrityError; call again.)
+    """
+    request_key = fields.get("request_key")
+    if request_key is not None:
+        existing = get_job_by_request_key(session, request_key=request_key)
+        if existing is not None:
+            return existing
+    return add_new_job(session, new_job(**fields))
+
+
+def add_new_job(session: Session, new: NewJob) -> TrainingJob:
+    """Stores `new` in the session's transaction and wakes the workers and the
+    notifier when it commits. A `request_key` already taken raises IntegrityError."""
+    for row in (new.model, new.job, new.queued):  # in foreign-key order: the ORM knows no
+        session.add(row)  # relationship between them to order one flush by
+        session.flush()
+    notify(session, EVENTS_CHANNEL)
+    notify(session, JOBS_CHANNEL)
+    return new.job
+
+
+def insert_new_job(connection: Connection, new: NewJob) -> None:
+    """PostgreSQL only: `add_new_job` as one statement, for a connection in autocommit, so
+    recording a Slack submission before its ack is one round trip. The model, the job, its
+    event and both wake-ups commit together or not at all; a `request_key` already taken
+    fails the whole statement (IntegrityError). A column left None is not written: it takes
+    its default (SQL NULL, where the ORM would write JSON's null; both read back as None)."""
+    params: dict[str, Any] = {}
+    shape = []
+    for (_, prefix, _), row in zip(_NEW_JOB_ROWS, (new.model, new.job, new.queued), strict=True):
+        values = {name: value for name, value in row.model_dump().items() if value is not None}
+        shape.append(tuple(values))
+        params |= {prefix + name: value for name, value in values.items()}
+    connection.execute(_insert_new_job(tuple(shape)), params)
+
+
+_NEW_JOB_ROWS: tuple[tuple[Table, str, str], ...] = (
+    (AiModel.__table__, "m_", "new_model"),  # type: ignore[attr-defined]
+    (TrainingJob.__table__, "j_", "new_job"),  # type: ignore[attr-defined]
+    (JobEvent.__table__, "e_", "queued"),  # type: ignore[attr-defined]
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_new_job(shape: tuple[tuple[str, ...], ...]) -> Executable:
+    """The statement for rows with these columns set, built once: building and keying a
+    statement of some forty values costs more CPU than running it."""
+    inserts = [
+        insert(table)
+        .values({name: bindparam(prefix + name, type_=table.c[name].type) for name in names})
+        .returning(literal_column("1"))
+        .cte(cte_name)
+        for (table, prefix, cte_name), names in zip(_NEW_JOB_ROWS, shape, strict=True)
+    ]
+    # Foreign keys are checked at the end of the statement, when all three rows exist; a
+    # NOTIFY is sent when the statement's transaction commits.
+    wake = [
+        func.pg_notify(literal_column(f"'{channel}'"), literal_column("''"))
+        for channel in (JOBS_CHANNEL, EVENTS_CHANNEL)
+    ]
+    return select(*wake).add_cte(*inserts)
 
 
 def _queued(session: Session, job: TrainingJob) -> None:
