@@ -135,6 +135,7 @@ class JobMessenger:
         edits_per_minute = self.budget.per_minute.get("chat.update", 0)
         self._kept_for_finals = int(edits_per_minute * KEPT_FOR_FINAL_EDITS)
         self._cards: dict[str, _Card] = {}
+        self._moving: dict[str, set[str]] = {}  # channel -> jobs whose cards are active
         self._outcomes: dict[str, list[Outcome]] = {}  # lane -> outcomes waiting for it
         self._outcomes_lock = threading.Lock()
         self._post_failures: dict[str, int] = {}
@@ -162,9 +163,10 @@ class JobMessenger:
         card.dirty = True
         status = str(event.data.get("status") or "")
         if status in ENDED:
-            card.active, card.final = False, True
-        elif status in MOVING:
-            card.active = True  # e.g. handed back to the queue by a stopping worker
+            self._set_active(event.job_id, card, False)
+            card.final = True
+        elif status in MOVING:  # e.g. handed back to the queue by a stopping worker
+            self._set_active(event.job_id, card, True)
         event_id = event.id or 0
         quiet = card.crowded or event_id <= card.summed_upto
         if kind == EventKind.PROGRESS:
@@ -273,7 +275,8 @@ class JobMessenger:
     def _send_outcome(self, card: _Card, event: JobEvent) -> JobSnapshot | None:
         """The outcome's thread reply, with what the thread missed; the live snapshot when a
         chart is to follow."""
-        card.active, card.final, card.dirty = False, True, True
+        self._set_active(event.job_id, card, False)
+        card.final = card.dirty = True
         snap, _, _ = self._snapshot_and_place(event.job_id)
         steps, report = self._held_back(card, event)
         if event.kind == EventKind.FAILED.value:
@@ -376,10 +379,10 @@ class JobMessenger:
     def adopt(
         self, job_id: str, client: WebClient, channel: str, ts: str, workspace: str = ""
     ) -> None:
-        """A card posted before (by this process or another): refresh it soon."""
-        self._cards.setdefault(
-            job_id, _Card(client=client, channel=channel, ts=ts, workspace=workspace, dirty=True)
-        )
+        """A card posted before (by this process or another) of a moving job: refresh it
+        soon."""
+        if job_id not in self._cards:
+            self._keep(job_id, _Card(client, channel, ts, workspace=workspace, dirty=True))
 
     def editing(self) -> bool:
         """True while some card edit is waiting to be sent."""
@@ -389,7 +392,8 @@ class JobMessenger:
 
     def _ended(self, card: _Card, event: JobEvent) -> None:
         """Cancelled, stopped or expired: the card's final edit comes with the tick."""
-        card.active, card.final = False, True
+        self._set_active(event.job_id, card, False)
+        card.final = True
         if event.data.get("status") == JobStatus.CANCELLED.value:
             self._reply(card, blocks.cancelled_reply(str(event.data.get("by") or "")))
         else:
@@ -426,9 +430,9 @@ class JobMessenger:
         if job is None:
             return None
         if job.card_ts and job.card_channel_id:
-            card = _Card(client, job.card_channel_id, job.card_ts, workspace=workspace)
-            self._cards[job_id] = card
-            return card
+            active = job.status in MOVING
+            card = _Card(client, job.card_channel_id, job.card_ts, workspace, active=active)
+            return self._keep(job_id, card)
         failures = self._post_failures.get(job_id, 0)
         if failures >= CARD_POST_ATTEMPTS:
             return None
@@ -451,7 +455,7 @@ class JobMessenger:
         card = _Card(
             client, response["channel"], response["ts"], workspace, last_edit=time.monotonic()
         )
-        self._cards[job_id] = card
+        self._keep(job_id, card)
         with session_scope(self.engine) as session:
             queries.update_job(
                 session, job_id=job_id, card_channel_id=card.channel, card_ts=card.ts
@@ -586,9 +590,23 @@ class JobMessenger:
         self._member_of.add(channel)
         return True
 
+    def _keep(self, job_id: str, card: _Card) -> _Card:
+        self._cards[job_id] = card
+        self._set_active(job_id, card, card.active)
+        return card
+
+    def _set_active(self, job_id: str, card: _Card, active: bool) -> None:
+        """Queued or running (its elapsed time moves), counted in its channel's crowd."""
+        card.active = active
+        moving = self._moving.setdefault(card.channel, set())
+        if active:
+            moving.add(job_id)
+        else:
+            moving.discard(job_id)
+
     def _moving_in(self, channel: str) -> int:
         """Jobs of `channel` this process has cards of that are queued or running."""
-        return sum(1 for c in list(self._cards.values()) if c.active and c.channel == channel)
+        return len(self._moving.get(channel, ()))
 
     def _spend(self, workspace: str, methods: Sequence[str], call: Callable[[], Any]) -> Any:
         """Makes `call` with a slot of each of its tiered `methods`, or raises `Deferred`."""

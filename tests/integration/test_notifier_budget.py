@@ -214,3 +214,29 @@ def test_a_backed_up_channel_lists_finished_stages_in_the_outcome_reply(
     assert "✓ Reference resources — 0 of 0 fetched" in steps
     assert "✓ Data set — iris, 150 rows" in steps
     assert "dropped 2 rows" not in steps  # it had its reply
+
+
+def test_a_crowded_channel_gets_its_stages_on_the_outcome_reply(
+    sqlite_engine: Engine, fake: FakeSlack
+) -> None:
+    # Six jobs move at once in C1 (CROWDED_JOBS is five): the lane is not late, yet each job's
+    # stages wait for its live reply instead of a reply each.
+    with running_notifier(sqlite_engine, fake) as notifier:
+        jobs = [new_job(sqlite_engine, f"Crowd {n}") for n in range(6)]
+        for job_id in jobs:
+            add_event(sqlite_engine, job_id, EventKind.STARTED, "resources", "fetching")
+        assert notifier.wait_idle(60)
+        for job_id in jobs:
+            for stage, note in (("resources", "0 of 0 fetched"), ("dataset", "iris, 150 rows")):
+                add_event(sqlite_engine, job_id, EventKind.PROGRESS, stage, note)
+                add_event(sqlite_engine, job_id, EventKind.FINISHED, stage, "done")
+        assert notifier.wait_idle(60)
+        go_live(sqlite_engine, *jobs)
+        assert notifier.wait_idle(60)
+    for job_id in jobs:
+        channel, ts = card_of(sqlite_engine, job_id)
+        replies = fake.replies(channel, ts)
+        assert not [r["text"] for r in replies if r["text"].startswith("✓")]
+        [live] = [r for r in replies if "is live" in r["text"]]
+        assert "✓ Data set — iris, 150 rows" in json.dumps(live["blocks"], ensure_ascii=False)
+    assert fake.rejections == [] and fake.rate_limited == []
