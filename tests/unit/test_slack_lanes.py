@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bot.slack_lanes import ChannelPacer, Lanes
+from bot.slack_lanes import ChannelPacer, Deferred, Lanes
 
 
 class FakeTime:
@@ -94,3 +94,43 @@ def test_lanes_tick_their_jobs_cards_and_idle_lanes_end() -> None:
         assert time.monotonic() < deadline, "idle lanes did not end"
         time.sleep(0.02)
     assert {"job-1"} in ticked and {"job-2"} in ticked
+
+
+def wait_idle(lanes: Lanes, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not lanes.idle():
+        assert time.monotonic() < deadline, "the lanes did not finish"
+        time.sleep(0.01)
+
+
+def test_urgent_work_goes_before_everything_waiting_in_its_lane() -> None:
+    lanes = Lanes(lambda jobs: None)
+    seen: list[str] = []
+    gate = threading.Event()
+    lanes.submit("C1", "job", gate.wait)  # the lane is busy writing
+    for i in range(3):
+        lanes.submit("C1", "job", lambda i=i: seen.append(f"progress {i}"))
+    lanes.submit("C1", "job", lambda: seen.append("outcome"), urgent=True)
+    gate.set()
+    wait_idle(lanes)
+    lanes.close()
+    assert seen == ["outcome", "progress 0", "progress 1", "progress 2"]
+
+
+def test_deferred_work_is_tried_again_later_while_the_lane_goes_on() -> None:
+    lanes = Lanes(lambda jobs: None)
+    seen: list[str] = []
+    tries: list[float] = []
+
+    def limited() -> None:
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            raise Deferred(0.2)  # its method's window is full for 0.2 s
+        seen.append("upload")
+
+    lanes.submit("C1", "job", limited)
+    lanes.submit("C1", "job", lambda: seen.append("reply"))
+    wait_idle(lanes)
+    lanes.close()
+    assert seen == ["reply", "upload"]
+    assert tries[1] - tries[0] >= 0.2
