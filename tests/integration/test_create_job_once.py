@@ -5,6 +5,7 @@ commits the model, the job, its "queued" event and the wake-ups together."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,9 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from storage import queries
-from storage.db import create_job_once, make_engine, session_scope
+from storage.db import create_job_once, make_engine, session_scope, upgrade
 from storage.models import AiModel, JobEvent, TrainingJob
 from storage.notify import EVENTS_CHANNEL, JOBS_CHANNEL, Wakeup
+from tests.support.databases import fresh_postgres_database
 
 FIELDS: dict[str, Any] = {
     "name": "churn",
@@ -115,10 +117,19 @@ def test_a_new_job_wakes_the_workers_and_the_notifier(engine: Engine) -> None:
             wakeup.stop()
 
 
-def test_postgresql_records_a_submission_in_one_statement(engine: Engine) -> None:
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """PostgreSQL alone: SQLite has no statement that inserts into three tables."""
+    with fresh_postgres_database() as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+
+
+def test_postgresql_records_a_submission_in_one_statement(postgres_engine: Engine) -> None:
     """One round trip before the ack: no lookup first, no BEGIN or COMMIT of its own."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no statement that inserts into three tables")
+    engine = postgres_engine
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
