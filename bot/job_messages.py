@@ -159,16 +159,15 @@ class JobMessenger:
             outcome = Outcome(event, client, workspace, done=lambda: None)
             self._outcome_reply(outcome, card, later=_now_or_never)
             return
-        card.crowded = card.crowded or busy or self._moving_in(card.channel) >= CROWDED_JOBS
-        card.dirty = True
-        status = str(event.data.get("status") or "")
-        if status in ENDED:
-            self._set_active(event.job_id, card, False)
-            card.final = True
-        elif status in MOVING:  # e.g. handed back to the queue by a stopping worker
-            self._set_active(event.job_id, card, True)
         event_id = event.id or 0
-        quiet = card.crowded or event_id <= card.summed_upto
+        # Older than the outcome already sent (the outcome jumped the lane): its card and
+        # thread have moved on, so it changes neither.
+        stale = event_id <= card.summed_upto
+        if not stale:
+            card.crowded = card.crowded or busy or self._moving_in(card.channel) >= CROWDED_JOBS
+            card.dirty = True
+            self._follow_status(event, card)
+        quiet = card.crowded or stale
         if kind == EventKind.PROGRESS:
             card.stage_notes[event.stage] = event.message
         elif kind == EventKind.FINISHED and event.stage in STAGE_TITLES:
@@ -190,6 +189,14 @@ class JobMessenger:
         elif kind == EventKind.FINISHED:
             self._ended(card, event)
 
+    def _follow_status(self, event: JobEvent, card: _Card) -> None:
+        status = str(event.data.get("status") or "")
+        if status in ENDED:
+            self._set_active(event.job_id, card, False)
+            card.final = True
+        elif status in MOVING:  # e.g. handed back to the queue by a stopping worker
+            self._set_active(event.job_id, card, True)
+
     # -- outcomes ---------------------------------------------------------------------------
 
     def expect_outcome(self, lane: str, outcome: Outcome) -> None:
@@ -209,8 +216,17 @@ class JobMessenger:
         with self._outcomes_lock:
             waiting = self._outcomes.pop(lane, [])
         by_channel: dict[str, list[tuple[Outcome, _Card]]] = {}
+        deferred: list[float] = []
         for outcome in waiting:
-            card = self._card(outcome.event.job_id, outcome.client, outcome.workspace)
+            try:
+                card = self._card(outcome.event.job_id, outcome.client, outcome.workspace)
+            except Deferred as wait:  # its card waits for a rate limit: so does it
+                self.expect_outcome(lane, outcome)
+                deferred.append(wait.seconds)
+                continue
+            except Exception:  # noqa: BLE001 - one job's trouble must not lose the others'
+                log.exception("could not find the card of job %s", outcome.event.job_id)
+                card = None
             if card is None:
                 outcome.done()
                 continue
@@ -226,21 +242,29 @@ class JobMessenger:
                     outcome.event.job_id,
                     lambda o=outcome, c=card: self._outcome_reply(o, c, later),  # type: ignore[misc]
                 )
+        if deferred:
+            raise Deferred(min(deferred))  # the lane calls again for those put back
 
     def _rollup(self, channel: str, group: list[tuple[Outcome, _Card]]) -> None:
-        snaps = self._outline(o.event.job_id for o, _ in group)
+        """One message with the group's buttons; whatever goes wrong, the thread replies
+        still follow."""
         client = group[0][1].client
-        for start in range(0, len(snaps), blocks.MAX_ROLLUP):
-            message = blocks.outcomes_rollup(snaps[start : start + blocks.MAX_ROLLUP])
-            try:
+        try:
+            snaps = self._outline(o.event.job_id for o, _ in group)
+            for start in range(0, len(snaps), blocks.MAX_ROLLUP):
+                message = blocks.outcomes_rollup(snaps[start : start + blocks.MAX_ROLLUP])
+                if message is None:
+                    continue
                 self.pacer.write(
                     channel,
                     lambda m=message: client.chat_postMessage(  # type: ignore[misc]
                         channel=channel, **m.as_kwargs()
                     ),
                 )
-            except (SlackApiError, OSError) as error:  # the thread replies still follow
-                log.warning("could not post the outcomes in %s: %s", channel, error)
+        except (SlackApiError, OSError) as error:
+            log.warning("could not post the outcomes in %s: %s", channel, error)
+        except Exception:  # noqa: BLE001 - a roll-up is a shortcut, never a loss
+            log.exception("could not post the outcomes in %s", channel)
 
     def _outline(self, job_ids: Iterable[str]) -> list[JobSnapshot]:
         """What a roll-up shows of each job (name, status, link or reason), in one read of
@@ -265,6 +289,10 @@ class JobMessenger:
             chart = self._send_outcome(card, outcome.event)
         except (SlackApiError, OSError) as error:  # the card's final edit still shows it
             log.warning("could not reply the outcome of job %s: %s", outcome.event.job_id, error)
+            outcome.done()
+            return
+        except Exception:  # noqa: BLE001 - never hold the feed's cursor on one reply
+            log.exception("could not reply the outcome of job %s", outcome.event.job_id)
             outcome.done()
             return
         if chart is None:
@@ -296,6 +324,8 @@ class JobMessenger:
             raise  # tried again when the upload methods have room
         except (SlackApiError, OSError) as error:
             log.warning("could not share the chart of job %s: %s", outcome.event.job_id, error)
+        except Exception:  # noqa: BLE001 - never hold the feed's cursor on one chart
+            log.exception("could not share the chart of job %s", outcome.event.job_id)
         outcome.done()
 
     def _held_back(self, card: _Card, outcome: JobEvent) -> tuple[list[str], TrainingReport | None]:
@@ -373,7 +403,10 @@ class JobMessenger:
             card.dirty = False
         except OSError as error:  # no answer: the card stays dirty and is tried again
             log.warning("could not edit the card of job %s: %s", job_id, error)
-            card.last_edit = time.monotonic()
+        except LookupError:  # the job is gone: nothing left to show
+            card.dirty = False
+        except Exception:  # noqa: BLE001 - tried again later; the lane's other cards go on
+            log.exception("could not edit the card of job %s", job_id)
         return 0.0 if len(due_now) > 1 else _sooner(next_due, self.card_interval)
 
     def adopt(

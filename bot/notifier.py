@@ -336,6 +336,9 @@ class SlackNotifier:
             with session_scope(self.engine) as session:
                 event_feed.release_lease(session, name=self.cursor, holder=self.holder)
             self._position = None
+            # What is left (work waiting for a rate limit) is the next holder's to send.
+            self.lanes.clear()
+            self.messenger.drop_outcomes()
 
 
 def _channel_of(job: TrainingJob) -> str:

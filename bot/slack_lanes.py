@@ -30,6 +30,7 @@ Work = Callable[[], None]
 Tick = Callable[[set[str]], float | None]
 IDLE_SECONDS = 60.0  # a lane with nothing to do and no ticking card ends after this long
 CLOSING_POLL = 0.2  # how often a closing lane looks whether it is done
+RETRY_TICK_SECONDS = 1.0  # after a tick that failed, the next comes this soon
 
 
 class ChannelPacer:
@@ -122,7 +123,8 @@ class _Lane:
             work()
         except Deferred as wait:
             with self._owner.lock:
-                self.later.append((time.monotonic() + wait.seconds, work))
+                if not self._owner.closing:  # a closing lane waits for no rate limit
+                    self.later.append((time.monotonic() + wait.seconds, work))
         except Exception:  # noqa: BLE001 - the work reports its own failures; never stop
             log.exception("a Slack write in %s failed", self.key)
         finally:
@@ -133,6 +135,8 @@ class _Lane:
         """Waits for work, the next due card or deferred work; True when the lane ends."""
         owner = self._owner
         with owner.lock:
+            if owner.closing:
+                self.later.clear()  # what waits for a rate limit is the next holder's
             if self.urgent or self.normal:
                 return False
             waits = [owner.idle_seconds if due is None else max(0.01, due)]
@@ -209,4 +213,4 @@ class Lanes:
             return self._tick(set(jobs))
         except Exception:  # noqa: BLE001 - a failed card edit must not end the lane
             log.exception("could not refresh cards")
-            return None
+            return RETRY_TICK_SECONDS

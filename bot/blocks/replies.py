@@ -137,11 +137,15 @@ def _held_back(steps: Sequence[str], report: TrainingReport | None) -> list[dict
     return held + ([steps_block(steps)] if steps else [])
 
 
-def outcomes_rollup(snaps: Sequence[JobSnapshot]) -> Message:
+def outcomes_rollup(snaps: Sequence[JobSnapshot]) -> Message | None:
     """Several jobs of one channel ended at once: one message with each one's outcome and,
     for a live app, its button, so none waits behind the others (Slack takes about one
-    message a second a channel). Each job's thread gets its full reply after."""
-    shown = list(snaps)[:MAX_ROLLUP]
+    message a second a channel). Each job's thread gets its full reply after. Jobs stopped
+    or cancelled since are left to their thread; None when none is left."""
+    ended = (JobStatus.LIVE.value, JobStatus.FAILED.value)
+    shown = [snap for snap in snaps if snap.status in ended][:MAX_ROLLUP]
+    if not shown:
+        return None
     live = sum(1 for snap in shown if snap.status == JobStatus.LIVE.value)
     failed = len(shown) - live
     parts = [f"{live} live" if live else "", f"{failed} failed" if failed else ""]

@@ -523,6 +523,32 @@ def test_live_reply_without_url_or_metrics() -> None:
     assert "curl" not in all_text(reply)
 
 
+def test_live_reply_carries_the_open_live_app_button_and_what_the_thread_missed() -> None:
+    snap = make_snapshot(status="live")
+    reply = blocks.live_reply(snap, steps=["✓ Data set — iris, 150 rows"])
+    assert_valid_message(reply)
+    [button] = [e for b in reply.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert (button["url"], button["action_id"]) == (snap.url, ActionId.OPEN_APP.value)
+    assert "✓ Data set — iris, 150 rows" in all_text(reply)
+
+
+def test_a_rollup_gives_each_live_job_its_button_and_leaves_out_jobs_stopped_since() -> None:
+    live = [
+        make_snapshot(status="live", job_id=f"{n:08d}aaaa", url=f"https://apps.example.com/{n}/")
+        for n in range(3)
+    ]
+    failed = make_snapshot(status="failed", job_id="99999999bbbb", error="no signal")
+    stopped = make_snapshot(status="cancelled", job_id="88888888cccc", model_name="stopped one")
+    rollup = blocks.outcomes_rollup([*live, failed, stopped])
+    assert rollup is not None
+    assert_valid_message(rollup)  # unique action ids, within Block Kit's limits
+    urls = [b["accessory"]["url"] for b in rollup.blocks if "accessory" in b]
+    assert urls == [snap.url for snap in live]
+    text = all_text(rollup)
+    assert "3 live, 1 failed" in text and "no signal" in text and "stopped one" not in text
+    assert blocks.outcomes_rollup([stopped]) is None
+
+
 # --- command answers -----------------------------------------------------------------------
 
 
