@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
 
 from storage import queries
@@ -67,7 +67,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate under `migration_lock`, so processes started together migrate once; a process
     that finds the database already at head (before or after waiting) changes nothing."""
     config = alembic_config(engine)
-    if revision == "head" and _at_head(engine, config):
+    if revision == "head" and _seen_at_head(engine, config):
         return  # the usual start: no lock to wait for, no lock file to create
     with migration_lock(engine):
         if revision == "head" and _at_head(engine, config):
@@ -78,6 +78,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     with migration_lock(engine):
         command.downgrade(alembic_config(engine), revision)
+
+
+def _seen_at_head(engine: Engine, config: Config) -> bool:
+    """The look before the lock, which only spares it: where SQLite answers "database is
+    locked" (processes started together on a new file all switch it to WAL as they connect,
+    and one migrates), this process takes the lock and looks again there."""
+    try:
+        return _at_head(engine, config)
+    except OperationalError:
+        if engine.dialect.name != "sqlite":
+            raise
+        return False
 
 
 def _at_head(engine: Engine, config: Config) -> bool:
