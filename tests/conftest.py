@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from storage.db import make_engine, upgrade
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, fresh_postgres_database
 
 DATABASE_KINDS = ["sqlite", "postgresql"]
 
@@ -36,3 +36,14 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A migrated PostgreSQL database alone, for what only PostgreSQL does (statements that
+    write several tables, sequence ids committed out of order)."""
+    with fresh_postgres_database() as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()

@@ -17,29 +17,20 @@ from sqlalchemy.engine import Engine
 
 from bot.manifest import BOT_SCOPES
 from tests.fakes.slack_api import FakeSlack
+from tests.support.clock import HandClock
 from tests.support.slack_bot import BotHarness, running_bot
 from tests.support.slack_payloads import SlackSender
 
 WINDOW = 60.0  # the fake's tier window: Slack's per-minute tiers (tests/fakes/slack_tiers.py)
 
 
-class Clock:
-    """The fake's tier clock, moved by hand, so Retry-After is known exactly."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def bot(sqlite_engine: Engine, tmp_path: Path, clock: Clock) -> Iterator[BotHarness]:
+def bot(sqlite_engine: Engine, tmp_path: Path, clock: HandClock) -> Iterator[BotHarness]:
     # One views.open a minute, so the second /train's form is refused with a 429.
     fake = FakeSlack(scopes=BOT_SCOPES, tier_limits={"views.open": 1}, tier_clock=clock)
     with fake, running_bot(sqlite_engine, tmp_path, fake) as harness:
@@ -56,7 +47,7 @@ def ephemerals_to(bot: BotHarness, user: str) -> list[dict[str, Any]]:
 
 
 def test_a_refused_form_is_not_retried_and_the_person_is_told_when_to_try_again(
-    bot: BotHarness, clock: Clock
+    bot: BotHarness, clock: HandClock
 ) -> None:
     use_up_views_open(bot)
     clock.now += 17  # the window's one slot frees at 1000 + 60: Retry-After 43

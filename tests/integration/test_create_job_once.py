@@ -5,20 +5,17 @@ commits the model, the job, its "queued" event and the wake-ups together."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from storage import queries
-from storage.db import create_job_once, make_engine, session_scope, upgrade
+from storage.db import create_job_once, make_engine, session_scope
 from storage.models import AiModel, JobEvent, TrainingJob
 from storage.notify import EVENTS_CHANNEL, JOBS_CHANNEL, Wakeup
-from tests.support.databases import fresh_postgres_database
 
 FIELDS: dict[str, Any] = {
     "name": "churn",
@@ -115,16 +112,6 @@ def test_a_new_job_wakes_the_workers_and_the_notifier(engine: Engine) -> None:
     finally:
         for wakeup in wakeups:
             wakeup.stop()
-
-
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    """PostgreSQL alone: SQLite has no statement that inserts into three tables."""
-    with fresh_postgres_database() as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        yield engine
-        engine.dispose()
 
 
 def test_postgresql_records_a_submission_in_one_statement(postgres_engine: Engine) -> None:

@@ -3,17 +3,14 @@ holder moves, and events read in id order, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.engine import Engine
 
 from bot.feed_position import FeedPosition
 from storage import event_feed, queries
-from storage.db import make_engine, session_scope, upgrade
+from storage.db import session_scope
 from storage.models import utcnow
-from tests.support.databases import fresh_postgres_database
 
 NAME = event_feed.NOTIFIER_CURSOR
 
@@ -70,17 +67,9 @@ def test_a_new_cursor_starts_after_the_history_and_reads_in_order(engine: Engine
         ]
 
 
-@pytest.fixture
-def postgres() -> Iterator[Engine]:
+def test_an_id_that_commits_after_a_higher_one_is_not_skipped(postgres_engine: Engine) -> None:
     # Only PostgreSQL commits sequence ids out of order; SQLite's writers take turns.
-    with fresh_postgres_database() as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        yield engine
-        engine.dispose()
-
-
-def test_an_id_that_commits_after_a_higher_one_is_not_skipped(postgres: Engine) -> None:
+    postgres = postgres_engine
     job = _job(postgres)
     with session_scope(postgres) as session:
         start = event_feed.ensure_cursor(session, name=NAME).last_event_id

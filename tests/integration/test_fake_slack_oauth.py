@@ -17,25 +17,18 @@ from bot.oauth import InstalledClients, client_for, installation_store, single_w
 from bot.settings import SlackSettings
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_oauth import AUTHORIZE_URL, CODE_LIFETIME_SECONDS, ConsentRefused
+from tests.support.clock import HandClock
 
 REDIRECT = "https://trainbot.example/slack/oauth_redirect"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> Iterator[FakeSlack]:
+def fake(clock: HandClock) -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         fake.oauth.clock = clock
         fake.oauth.redirect_urls = [REDIRECT]
@@ -86,7 +79,7 @@ def test_a_code_is_exchanged_once_for_the_workspace_bot_token(fake: FakeSlack) -
     assert error_of(again) == "invalid_code"
 
 
-def test_the_exchange_refuses_what_slack_refuses(fake: FakeSlack, clock: Clock) -> None:
+def test_the_exchange_refuses_what_slack_refuses(fake: FakeSlack, clock: HandClock) -> None:
     client = WebClient(base_url=fake.api_url)
     oauth = fake.oauth
     code = code_for(fake, "TA")
@@ -227,7 +220,7 @@ def test_client_for_caches_briefly(engine: Engine) -> None:
     slack = SlackSettings(SLACK_CLIENT_ID="1111.2222", SLACK_CLIENT_SECRET="s")
     store = installation_store(slack, engine)
     _save(store, team_id="TA", token="xoxb-a")
-    clock = Clock()
+    clock = HandClock()
     clients = InstalledClients(slack, store, ttl=5.0, clock=clock)
     assert clients("TA", None) is not None
     store.delete_bot(enterprise_id=None, team_id="TA")

@@ -17,14 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from tests.fakes.slack_api import Call, FakeSlack
 from tests.fakes.slack_oauth import AUTHORIZE_URL
 from tests.fakes.slack_tiers import TIER_LIMITS, TierWindows
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import HandClock
 
 
 def code_for(fake: FakeSlack, team_id: str) -> str:
@@ -65,7 +58,7 @@ def test_the_documented_floors_are_the_default() -> None:
 
 
 def test_the_51st_chat_update_in_a_minute_waits_for_the_oldest_to_leave() -> None:
-    clock = Clock()
+    clock = HandClock()
     # The per-channel second is another rule (test_fake_slack.py); off, the tier stands alone.
     with FakeSlack(per_channel_interval=0.0, tier_clock=clock) as fake:
         client = WebClient(token=fake.token, base_url=fake.api_url)
@@ -97,7 +90,7 @@ def test_the_51st_chat_update_in_a_minute_waits_for_the_oldest_to_leave() -> Non
 
 
 def test_refused_calls_do_not_count_but_failed_ones_do() -> None:
-    clock = Clock()
+    clock = HandClock()
     with FakeSlack(tier_limits={"users.info": 2}, tier_clock=clock) as fake:
         client = WebClient(token=fake.token, base_url=fake.api_url)
         fake.add_user("U0ELSEWHERE", team_id="T0OTHER")
@@ -116,7 +109,7 @@ def test_refused_calls_do_not_count_but_failed_ones_do() -> None:
 
 
 def test_the_app_token_opens_one_connection_a_minute() -> None:
-    clock = Clock()
+    clock = HandClock()
     with FakeSlack(socket_mode=lambda: "ws://127.0.0.1:1/link", tier_clock=clock) as fake:
         client = WebClient(base_url=fake.api_url)
         assert client.apps_connections_open(app_token=fake.app_token)["ok"]
@@ -128,7 +121,7 @@ def test_the_app_token_opens_one_connection_a_minute() -> None:
 
 
 def test_oauth_access_counts_for_the_workspace_being_installed() -> None:
-    with FakeSlack(tier_limits={"oauth.v2.access": 1}, tier_clock=Clock()) as fake:
+    with FakeSlack(tier_limits={"oauth.v2.access": 1}, tier_clock=HandClock()) as fake:
         install(fake, "T0A")
         install(fake, "T0B")
         refused(lambda: install(fake, "T0A"))

@@ -4,18 +4,11 @@ window after its answer; `keep` holds slots back; several methods are taken all 
 from __future__ import annotations
 
 from bot.slack_budget import MARGIN_SECONDS, MethodBudget
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import HandClock
 
 
 def test_a_full_window_says_how_long_until_its_oldest_call_leaves() -> None:
-    clock = Clock()
+    clock = HandClock()
     budget = MethodBudget({"chat.update": 2}, window=60, clock=clock)
     for _ in range(2):
         assert budget.take("T1", ["chat.update"]) == 0
@@ -29,13 +22,13 @@ def test_a_full_window_says_how_long_until_its_oldest_call_leaves() -> None:
 
 
 def test_calls_in_flight_count_until_answered() -> None:
-    budget = MethodBudget({"chat.update": 1}, clock=Clock())
+    budget = MethodBudget({"chat.update": 1}, clock=HandClock())
     assert budget.take("T1", ["chat.update"]) == 0
     assert budget.take("T1", ["chat.update"]) > 0  # not stamped yet, still holds its slot
 
 
 def test_keep_leaves_slots_for_what_matters_more() -> None:
-    budget = MethodBudget({"chat.update": 5}, clock=Clock())
+    budget = MethodBudget({"chat.update": 5}, clock=HandClock())
     progress = 0
     while budget.take("T1", ["chat.update"], keep=2) == 0:
         budget.stamp("T1", "chat.update")
@@ -46,7 +39,7 @@ def test_keep_leaves_slots_for_what_matters_more() -> None:
 
 
 def test_several_methods_are_taken_all_or_none_and_untiered_ones_are_free() -> None:
-    budget = MethodBudget({"files.a": 1, "files.b": 2}, clock=Clock())
+    budget = MethodBudget({"files.a": 1, "files.b": 2}, clock=HandClock())
     assert budget.take("T1", ["files.a", "files.b"]) == 0
     budget.stamp("T1", "files.a")
     budget.stamp("T1", "files.b")
